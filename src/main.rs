@@ -1,4 +1,73 @@
-//! capataz: one binary, two roles (master and worker). See DESIGN.md §1.
-mod config;
+//! capataz: a production application server for Python WSGI apps.
+//!
+//! One binary, two roles (DESIGN §1):
+//! - the master ([`master`]): config, listeners, supervision; never runs Python;
+//! - the worker ([`worker`], started as `capataz __worker__ N`): serves HTTP
+//!   and runs the app through [`wsgi`], the only module that touches CPython.
+//!
+//! Other components: [`config`] (the option table and its three sources) and
+//! [`logging`] (server log and access log).
 
-fn main() {}
+mod config;
+mod logging;
+mod master;
+mod worker;
+mod wsgi;
+
+use std::ffi::OsString;
+
+use config::Command;
+
+/// `--version`: ours, and the embedded interpreter's version and prefix.
+fn print_version() -> i32 {
+    use pyo3::prelude::*;
+    println!("capataz {}", env!("CARGO_PKG_VERSION"));
+    let setup = wsgi::interpreter::PythonSetup {
+        virtualenv: None,
+        search_path: Vec::new(),
+    };
+    if let Err(e) = wsgi::interpreter::initialize(&setup) {
+        println!(
+            "Python {} (cannot initialise: {e})",
+            wsgi::interpreter::embedded_version()
+        );
+        return 1;
+    }
+    Python::attach(|py| {
+        let sys = py.import("sys").ok();
+        let prefix: String = sys
+            .and_then(|s| s.getattr("prefix").ok())
+            .and_then(|p| p.extract().ok())
+            .unwrap_or_default();
+        println!(
+            "Python {} (prefix: {prefix})",
+            wsgi::interpreter::embedded_version()
+        );
+    });
+    0
+}
+
+fn main() {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "__worker__") {
+        worker::run();
+    }
+    let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let code = match config::load(args.into_iter().skip(1).collect(), env) {
+        Ok(Command::Help(text)) => {
+            print!("{text}");
+            0
+        }
+        Ok(Command::Version) => print_version(),
+        Ok(Command::PrintConfig(text)) => {
+            print!("{text}");
+            0
+        }
+        Ok(Command::Serve(cfg)) => master::run(*cfg),
+        Err(e) => {
+            eprintln!("capataz: config error: {e}");
+            config::EXIT_USAGE
+        }
+    };
+    std::process::exit(code);
+}

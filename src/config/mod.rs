@@ -1,1 +1,348 @@
-//! Configuration (stub).
+//! Configuration: one option table, three sources, one validated [`Config`].
+//!
+//! - `options`: THE option table (name, aliases, kind, default, help,
+//!   repeats, `apply`);
+//! - `cli`: the command line, and `--help` generated from the table;
+//! - `ini`: uWSGI-style ini files (`[capataz]` / `[uwsgi]`, includes,
+//!   `%(option)` / `$(VAR)` / `%d` / `%n` / `%%` expansion);
+//! - `env`: `CAPATAZ_<NAME>` variables;
+//! - `values`: the value parsers, one per kind; public because
+//!   [`values::parse_address`] classifies listener addresses for the master;
+//! - `error`: [`ConfigError`], one-line messages naming file, line and option.
+//!
+//! Like ripgrep, every source is turned into one list of [`Setting`]s in
+//! precedence order (defaults < ini < env < CLI), and that list is applied
+//! to the defaults front to back: a scalar keeps the last value, a repeatable
+//! option accumulates. There is a single precedence path.
+
+mod cli;
+mod env;
+mod error;
+mod ini;
+mod options;
+pub mod values;
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+pub use error::{ConfigError, Location};
+
+use options::{Kind, OptionSpec, OPTIONS};
+
+/// Exit status for a configuration error (EX_USAGE).
+pub const EXIT_USAGE: i32 = 64;
+
+/// What `capataz` was asked to do.
+#[derive(Debug)]
+pub enum Command {
+    /// Run the server with this configuration.
+    Serve(Box<Config>),
+    /// Print this help text and exit 0.
+    Help(String),
+    /// Print the version (the caller adds the embedded Python's) and exit 0.
+    Version,
+    /// Print this rendering of the configuration and exit 0.
+    PrintConfig(String),
+}
+
+/// Where an option's value came from.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Origin {
+    Default,
+    File { path: PathBuf, line: usize },
+    Env { var: String },
+    Cli,
+}
+
+impl Origin {
+    fn location(&self) -> Location {
+        match self {
+            Origin::Default => Location::Defaults,
+            Origin::File { path, line } => Location::File {
+                path: path.clone(),
+                line: Some(*line),
+            },
+            Origin::Env { var } => Location::Environment {
+                var: Some(var.clone()),
+            },
+            Origin::Cli => Location::CommandLine,
+        }
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Default => f.write_str("default"),
+            Origin::File { path, line } => write!(f, "{}:{line}", path.display()),
+            Origin::Env { var } => write!(f, "environment {var}"),
+            Origin::Cli => f.write_str("command line"),
+        }
+    }
+}
+
+/// The validated configuration. The master sends it to workers as JSON.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Config {
+    /// `http` (repeats): addresses as given ("127.0.0.1:8000", ":8000",
+    /// "[::1]:8000", "/run/x.sock", "@abstract"); see
+    /// [`values::parse_address`].
+    pub http: Vec<String>,
+    /// `http-socket` (repeats).
+    pub http_socket: Vec<String>,
+    /// `module`: "pkg.mod" or "pkg.mod:callable".
+    pub module: Option<String>,
+    /// `wsgi-file` (alias `file`).
+    pub wsgi_file: Option<PathBuf>,
+    /// `callable`, default "application".
+    pub callable: String,
+    pub chdir: Option<PathBuf>,
+    /// `pythonpath` (repeats; aliases `python-path`, `pp`).
+    pub pythonpath: Vec<PathBuf>,
+    /// `env KEY=VAL` (repeats).
+    pub env: Vec<(String, String)>,
+    /// `virtualenv` (aliases `venv`, `home`, `pyhome`).
+    pub virtualenv: Option<PathBuf>,
+    /// `processes` (alias `workers`), >= 1.
+    pub processes: usize,
+    /// `threads` per worker, >= 1.
+    pub threads: usize,
+    /// `listen` backlog.
+    pub listen: u32,
+    pub post_buffering: usize,
+    /// 0 = unlimited.
+    pub limit_post: u64,
+    pub buffer_size: usize,
+    /// Seconds.
+    pub header_timeout: u64,
+    pub body_timeout: u64,
+    pub send_timeout: u64,
+    /// `keepalive-timeout` (alias `keep-alive`); 0 disables keep-alive.
+    pub keepalive_timeout: u64,
+    /// Most open connections per worker.
+    pub worker_connections: usize,
+    pub worker_reload_mercy: u64,
+    pub disable_logging: bool,
+    /// "option 'master' has no effect in capataz" etc., each once, for the
+    /// master to log.
+    pub notices: Vec<String>,
+    /// Canonical option name → where its value came from. For a repeatable
+    /// option, the origin of the last value added.
+    pub origins: BTreeMap<String, Origin>,
+    /// The ini files read (absolute, symlinks kept), for reloads.
+    pub config_files: Vec<PathBuf>,
+}
+
+impl Default for Config {
+    /// The table's defaults, each recorded with [`Origin::Default`].
+    fn default() -> Self {
+        let mut config = Config {
+            http: Vec::new(),
+            http_socket: Vec::new(),
+            module: None,
+            wsgi_file: None,
+            callable: String::new(),
+            chdir: None,
+            pythonpath: Vec::new(),
+            env: Vec::new(),
+            virtualenv: None,
+            processes: 0,
+            threads: 0,
+            listen: 0,
+            post_buffering: 0,
+            limit_post: 0,
+            buffer_size: 0,
+            header_timeout: 0,
+            body_timeout: 0,
+            send_timeout: 0,
+            keepalive_timeout: 0,
+            worker_connections: 0,
+            worker_reload_mercy: 0,
+            disable_logging: false,
+            notices: Vec::new(),
+            origins: BTreeMap::new(),
+            config_files: Vec::new(),
+        };
+        for spec in OPTIONS {
+            if let Some(default) = spec.default {
+                // The table's own defaults; a unit test applies each one.
+                if (spec.apply)(&mut config, default).is_ok() {
+                    config
+                        .origins
+                        .insert(spec.name.to_string(), Origin::Default);
+                }
+            }
+        }
+        config
+    }
+}
+
+impl Config {
+    /// Rules about the merged configuration as a whole.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let origin = |name: &str| match self.origins.get(name) {
+            Some(origin) => format!(" ({origin})"),
+            None => String::new(),
+        };
+        match (&self.module, &self.wsgi_file) {
+            (None, None) => return Err(invalid("no app: set `module` or `wsgi-file`")),
+            (Some(_), Some(_)) => {
+                return Err(invalid(format!(
+                    "options 'module'{} and 'wsgi-file'{} are both set: use only one",
+                    origin("module"),
+                    origin("wsgi-file")
+                )))
+            }
+            _ => {}
+        }
+        if self.http.is_empty() && self.http_socket.is_empty() {
+            return Err(invalid("no listener: set `http` or `http-socket`"));
+        }
+        if self.processes < 1 {
+            return Err(invalid("option 'processes': must be at least 1"));
+        }
+        if self.threads < 1 {
+            return Err(invalid("option 'threads': must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
+
+/// One value for one option, from one source. Every source produces these;
+/// [`build`] applies them in order.
+#[derive(Debug, Clone)]
+struct Setting {
+    spec: &'static OptionSpec,
+    value: String,
+    origin: Origin,
+    /// The option as the user wrote it (`--workers`, `workers`), for errors.
+    written: String,
+}
+
+/// Parses the command line, the environment and the ini files they name,
+/// and returns what to do.
+///
+/// `args` excludes argv[0]; `env` is the process environment
+/// (`std::env::vars_os()`), passed in so tests never touch the real one.
+pub fn load(args: Vec<OsString>, env: Vec<(OsString, OsString)>) -> Result<Command, ConfigError> {
+    let cli = match cli::parse(args)? {
+        cli::Outcome::Help => return Ok(Command::Help(cli::help())),
+        cli::Outcome::Version => return Ok(Command::Version),
+        cli::Outcome::Run(cli) => cli,
+    };
+    let env = env::parse(env)?;
+
+    // Placeholders set outside ini files are visible to every ini file.
+    let seeds = env.settings.iter().chain(&cli.settings);
+    let mut loader = ini::Loader::new(&env.vars, seeds);
+    for (request, origin) in env.ini.iter().chain(&cli.ini) {
+        loader.load(request, origin)?;
+    }
+    let (ini_settings, config_files) = loader.finish();
+
+    let settings: Vec<Setting> = ini_settings
+        .into_iter()
+        .chain(env.settings)
+        .chain(cli.settings)
+        .collect();
+    let mut config = build(&settings)?;
+    config.config_files = config_files;
+    config.validate()?;
+    if cli.print_config {
+        return Ok(Command::PrintConfig(print_config(&config, &settings)));
+    }
+    Ok(Command::Serve(Box::new(config)))
+}
+
+/// Applies the settings, in order, on top of the defaults.
+fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
+    let mut config = Config::default();
+    for setting in settings {
+        let spec = setting.spec;
+        if spec.kind == Kind::NotYet {
+            // The sources reject these by name; kept here as a backstop.
+            return Err(ConfigError::NotSupportedYet {
+                at: setting.origin.location(),
+                option: setting.written.clone(),
+            });
+        }
+        (spec.apply)(&mut config, &setting.value).map_err(|reason| ConfigError::InvalidValue {
+            at: setting.origin.location(),
+            option: setting.written.clone(),
+            value: setting.value.clone(),
+            reason,
+        })?;
+        if spec.kind == Kind::NoEffect {
+            let notice = format!("option '{}' has no effect in capataz", spec.name);
+            if !config.notices.contains(&notice) {
+                config.notices.push(notice);
+            }
+        }
+        config
+            .origins
+            .insert(spec.name.to_string(), setting.origin.clone());
+    }
+    Ok(config)
+}
+
+/// `--print-config`: every option in table order as `name = value  # origin`,
+/// showing each value of a repeatable option on its own line.
+fn print_config(config: &Config, settings: &[Setting]) -> String {
+    let mut out = String::from("# capataz configuration (option = value  # origin)\n");
+    for file in &config.config_files {
+        let _ = writeln!(out, "# read {}", file.display());
+    }
+    for spec in OPTIONS {
+        let mut mine = settings.iter().filter(|s| std::ptr::eq(s.spec, spec));
+        match spec.kind {
+            Kind::NotYet => {}
+            Kind::NoEffect => {
+                if let Some(last) = mine.next_back() {
+                    let _ = writeln!(
+                        out,
+                        "{} = {}  # {} (no effect in capataz)",
+                        spec.name, last.value, last.origin
+                    );
+                }
+            }
+            _ if spec.repeats => {
+                let mut any = false;
+                for setting in mine {
+                    any = true;
+                    let _ = writeln!(
+                        out,
+                        "{} = {}  # {}",
+                        spec.name, setting.value, setting.origin
+                    );
+                }
+                if !any && spec.name != options::INI {
+                    let _ = writeln!(out, "# {}: not set", spec.name);
+                }
+            }
+            _ => match (mine.next_back(), spec.default) {
+                (Some(last), _) => {
+                    let _ = writeln!(out, "{} = {}  # {}", spec.name, last.value, last.origin);
+                }
+                (None, Some(default)) => {
+                    let _ = writeln!(out, "{} = {}  # default", spec.name, default);
+                }
+                (None, None) => {
+                    let _ = writeln!(out, "# {}: not set", spec.name);
+                }
+            },
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod testutil;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+//! One test per option's `apply`, and checks on the table itself.
+
+use super::*;
+use std::collections::HashSet;
+
+fn spec(name: &str) -> &'static OptionSpec {
+    match lookup(name) {
+        Lookup::Found(spec) | Lookup::NotYet(spec) => spec,
+        Lookup::Unknown { .. } => panic!("no option {name}"),
+    }
+}
+
+fn apply(name: &str, value: &str) -> Result<Config, String> {
+    let mut config = Config::default();
+    (spec(name).apply)(&mut config, value)?;
+    Ok(config)
+}
+
+#[test]
+fn names_and_aliases_are_unique_and_well_formed() {
+    let mut seen = HashSet::new();
+    for spec in OPTIONS {
+        for name in spec.names() {
+            assert!(seen.insert(name), "duplicate option name {name}");
+            assert!(
+                name.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+                "bad name {name}"
+            );
+        }
+        let documented = !matches!(spec.kind, Kind::NoEffect | Kind::NotYet);
+        assert_eq!(documented, !spec.help.is_empty(), "{}", spec.name);
+        assert_eq!(spec.kind == Kind::NoEffect, spec.group == Group::NoEffect);
+        assert_eq!(spec.kind == Kind::NotYet, spec.group == Group::NotYet);
+    }
+}
+
+#[test]
+fn every_default_applies_cleanly() {
+    for spec in OPTIONS {
+        if let Some(default) = spec.default {
+            let mut config = Config::default();
+            assert_eq!((spec.apply)(&mut config, default), Ok(()), "{}", spec.name);
+        }
+    }
+}
+
+#[test]
+fn defaults_match_the_documented_values() {
+    let c = Config::default();
+    assert_eq!(c.callable, "application");
+    assert_eq!((c.processes, c.threads, c.listen), (1, 1, 1024));
+    assert_eq!(
+        (c.post_buffering, c.limit_post, c.buffer_size),
+        (65536, 0, 65535)
+    );
+    assert_eq!((c.header_timeout, c.body_timeout), (30, 30));
+    assert_eq!((c.send_timeout, c.keepalive_timeout), (60, 5));
+    assert_eq!((c.worker_connections, c.worker_reload_mercy), (1000, 60));
+    assert!(!c.disable_logging);
+    assert!(c.http.is_empty() && c.module.is_none() && c.wsgi_file.is_none());
+}
+
+#[test]
+fn lookup_finds_aliases_and_suggests() {
+    assert_eq!(spec("workers").name, "processes");
+    assert_eq!(spec("pp").name, "pythonpath");
+    assert_eq!(spec("home").name, "virtualenv");
+    assert_eq!(spec("file").name, "wsgi-file");
+    assert_eq!(spec("keep-alive").name, "keepalive-timeout");
+    assert!(matches!(lookup("harakiri"), Lookup::NotYet(_)));
+    assert!(matches!(
+        lookup("procesess"),
+        Lookup::Unknown {
+            suggestion: Some("processes")
+        }
+    ));
+    assert!(matches!(
+        lookup("zzzzzz"),
+        Lookup::Unknown { suggestion: None }
+    ));
+}
+
+#[test]
+fn update_http_and_http_socket() {
+    let c = apply("http", ":8000").unwrap();
+    assert_eq!(c.http, [":8000"]);
+    let c = apply("http-socket", "/run/x.sock").unwrap();
+    assert_eq!(c.http_socket, ["/run/x.sock"]);
+    assert!(apply("http", "host:port").is_err());
+}
+
+#[test]
+fn update_app_options() {
+    assert_eq!(
+        apply("module", "app.wsgi:app").unwrap().module.as_deref(),
+        Some("app.wsgi:app")
+    );
+    assert!(apply("module", "app/wsgi.py").is_err());
+    assert_eq!(
+        apply("wsgi-file", "wsgi.py").unwrap().wsgi_file,
+        Some("wsgi.py".into())
+    );
+    assert_eq!(apply("callable", "app").unwrap().callable, "app");
+    assert!(apply("callable", "app()").is_err());
+    assert_eq!(apply("chdir", "/srv").unwrap().chdir, Some("/srv".into()));
+    assert_eq!(
+        apply("pythonpath", "src").unwrap().pythonpath,
+        [std::path::PathBuf::from("src")]
+    );
+    assert_eq!(
+        apply("env", "A=1").unwrap().env,
+        [("A".to_string(), "1".to_string())]
+    );
+    assert!(apply("env", "A").is_err());
+    assert_eq!(
+        apply("virtualenv", "/venv").unwrap().virtualenv,
+        Some("/venv".into())
+    );
+}
+
+#[test]
+fn update_numbers() {
+    assert_eq!(apply("processes", "4").unwrap().processes, 4);
+    assert_eq!(apply("processes", "0"), Err("must be at least 1".into()));
+    assert_eq!(
+        apply("processes", "four"),
+        Err("expected a whole number".into())
+    );
+    assert_eq!(apply("threads", "8").unwrap().threads, 8);
+    assert!(apply("threads", "0").is_err());
+    assert_eq!(apply("listen", "4096").unwrap().listen, 4096);
+    assert_eq!(
+        apply("worker-connections", "10")
+            .unwrap()
+            .worker_connections,
+        10
+    );
+    assert_eq!(
+        apply("worker-reload-mercy", "0")
+            .unwrap()
+            .worker_reload_mercy,
+        0
+    );
+    assert_eq!(
+        apply("keepalive-timeout", "0").unwrap().keepalive_timeout,
+        0
+    );
+    assert!(apply("header-timeout", "0").is_err());
+    assert_eq!(apply("body-timeout", "7").unwrap().body_timeout, 7);
+    assert_eq!(apply("send-timeout", "9").unwrap().send_timeout, 9);
+}
+
+#[test]
+fn update_sizes_and_flags() {
+    assert_eq!(
+        apply("post-buffering", "1m").unwrap().post_buffering,
+        1 << 20
+    );
+    assert_eq!(apply("limit-post", "10G").unwrap().limit_post, 10 << 30);
+    assert_eq!(apply("buffer-size", "8192").unwrap().buffer_size, 8192);
+    assert!(apply("buffer-size", "0").is_err());
+    assert!(apply("disable-logging", "yes").unwrap().disable_logging);
+    assert!(apply("disable-logging", "maybe").is_err());
+    assert!(apply("master", "true").is_ok());
+    assert!(apply("master", "sure").is_err());
+    assert!(apply("set-placeholder", "base=/srv").is_ok());
+    assert!(apply("set-placeholder", "base").is_err());
+}

@@ -1,0 +1,87 @@
+//! fork+exec of a worker: our own binary in the worker role (DESIGN §1).
+//!
+//! The child gets the boot message (config and listener facts, JSON in a
+//! memfd) at fd 3 and the listeners at fds 4.., and dies with the master
+//! (PR_SET_PDEATHSIG).
+
+use std::io::{self, Seek, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use crate::config::Config;
+use crate::worker::{BootMessage, ListenerMeta, BOOT_FD, FIRST_LISTENER_FD};
+
+/// Lowest descriptor used while shuffling fds in the child, above any target.
+const SHUFFLE_BASE: RawFd = 512;
+
+fn boot_memfd(msg: &BootMessage) -> io::Result<OwnedFd> {
+    // SAFETY: memfd_create with a static name; the fd is owned below.
+    let fd = unsafe { libc::memfd_create(c"capataz-boot".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is fresh and ours.
+    let mut file = unsafe { std::fs::File::from_raw_fd(fd) };
+    let json = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    file.write_all(&json)?;
+    file.rewind()?;
+    Ok(file.into())
+}
+
+/// Starts worker `worker_id`; returns its pid.
+pub fn spawn_worker(
+    config: &Config,
+    worker_id: usize,
+    listeners: &[(RawFd, ListenerMeta)],
+) -> io::Result<i32> {
+    let msg = BootMessage {
+        config: config.clone(),
+        worker_id,
+        listeners: listeners.iter().map(|(_, m)| m.clone()).collect(),
+    };
+    let memfd = boot_memfd(&msg)?;
+    let exe = std::env::current_exe()?;
+    let mut sources: Vec<RawFd> = vec![memfd.as_raw_fd()];
+    sources.extend(listeners.iter().map(|(fd, _)| *fd));
+    let mut cmd = Command::new(exe);
+    cmd.arg("__worker__").arg(worker_id.to_string());
+    for (k, v) in &config.env {
+        cmd.env(k, v);
+    }
+    if let Some(dir) = &config.chdir {
+        cmd.current_dir(dir);
+    }
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe calls (prctl, fcntl, dup2, close).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // Move every source above the targets first, so no dup2 below
+            // overwrites a source that is still needed.
+            let mut high = [0 as RawFd; 64];
+            let n = sources.len().min(high.len());
+            for i in 0..n {
+                let fd = libc::fcntl(sources[i], libc::F_DUPFD_CLOEXEC, SHUFFLE_BASE);
+                if fd < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                high[i] = fd;
+            }
+            for (i, &fd) in high.iter().enumerate().take(n) {
+                // dup2 clears FD_CLOEXEC on the target: these survive exec.
+                if libc::dup2(fd, BOOT_FD + i as RawFd) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                libc::close(fd);
+            }
+            Ok(())
+        });
+    }
+    debug_assert_eq!(FIRST_LISTENER_FD, BOOT_FD + 1);
+    let child = cmd.spawn()?;
+    // The master reaps with waitpid(-1); the Child handle is not needed.
+    Ok(child.id() as i32)
+}

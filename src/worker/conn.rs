@@ -1,0 +1,495 @@
+//! One client connection: the only read loop (mini-redis's `connection.rs`).
+//!
+//! Drives `capataz_proto` over a non-blocking socket. A request reaches the
+//! app only once its head and whole body are here (DESIGN §2.2): bodies up
+//! to `post-buffering` stay in memory, larger ones are spooled to a temp
+//! file. Responses are written in request order, so pipelining is safe.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Instant;
+
+use capataz_proto::http1::{self as h1, BodyFraming, ChunkedDecoder, Header, RequestHead, Version};
+
+use super::output::{Output, WriteStatus};
+use super::poll::{ConnTimer, Wait, READ, WRITE};
+use super::ThreadCx;
+use crate::wsgi::{Body, Request};
+
+/// Bytes read per `recv` call at least.
+const READ_CHUNK: usize = 16 * 1024;
+/// How long a rejected client may keep sending before we close (lingering
+/// close, so it reads our error instead of a reset).
+const LINGER_MS: u64 = 2000;
+
+/// What the event loop does with the connection next.
+pub enum Next {
+    Park {
+        events: u32,
+        wait: Wait,
+        timeout_ms: u64,
+    },
+    Close,
+}
+
+enum BodyProgress {
+    /// Content-Length body, collected in `rbuf` right after the head.
+    InPlace { len: usize },
+    /// Content-Length body larger than `post-buffering`, written to a file.
+    Spool {
+        remaining: u64,
+        file: File,
+        total: u64,
+    },
+    Chunked {
+        decoder: ChunkedDecoder,
+        mem: Vec<u8>,
+        spool: Option<File>,
+        total: u64,
+    },
+}
+
+enum State {
+    Head,
+    Body {
+        head: RequestHead,
+        progress: BodyProgress,
+        last_data_ms: u64,
+    },
+    Writing {
+        close_after: bool,
+    },
+    /// After an error response: discard input until EOF or timeout.
+    Lingering {
+        until_ms: u64,
+    },
+}
+
+pub struct Conn {
+    fd: OwnedFd,
+    pub slot: usize,
+    pub timer: Arc<ConnTimer>,
+    listener: usize,
+    remote_addr: String,
+    remote_port: String,
+    rbuf: Vec<u8>,
+    headers: Vec<Header>,
+    state: State,
+    out: Output,
+    /// When the first byte of the current request head arrived (clock ms).
+    head_started_ms: u64,
+}
+
+enum Fill {
+    Data,
+    WouldBlock,
+    Eof,
+}
+
+fn spool_file() -> io::Result<File> {
+    tempfile::tempfile()
+}
+
+impl Conn {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        fd: OwnedFd,
+        slot: usize,
+        timer: Arc<ConnTimer>,
+        listener: usize,
+        remote_addr: String,
+        remote_port: String,
+        send_timeout: std::time::Duration,
+    ) -> Conn {
+        let raw = fd.as_raw_fd();
+        Conn {
+            fd,
+            slot,
+            timer,
+            listener,
+            remote_addr,
+            remote_port,
+            rbuf: Vec::with_capacity(READ_CHUNK),
+            headers: Vec::with_capacity(32),
+            state: State::Head,
+            out: Output::new(raw, send_timeout),
+            head_started_ms: 0,
+        }
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+
+    fn fill(&mut self) -> io::Result<Fill> {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        let spare = self.rbuf.spare_capacity_mut();
+        loop {
+            // SAFETY: spare is writable memory of spare.len() bytes; recv
+            // writes at most that many and we only expose what it wrote.
+            let n = unsafe {
+                libc::recv(
+                    self.fd.as_raw_fd(),
+                    spare.as_mut_ptr().cast(),
+                    spare.len(),
+                    0,
+                )
+            };
+            if n > 0 {
+                // SAFETY: recv initialised n bytes of the spare capacity.
+                unsafe { self.rbuf.set_len(self.rbuf.len() + n as usize) };
+                return Ok(Fill::Data);
+            }
+            if n == 0 {
+                return Ok(Fill::Eof);
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Ok(Fill::WouldBlock),
+                _ => return Err(e),
+            }
+        }
+    }
+
+    /// Queues an error response and closes after it (lingering).
+    fn reject(&mut self, cx: &mut ThreadCx<'_>, status: u16, reason: &str) -> Next {
+        if status == 408 {
+            tracing::info!("request timeout from {}: {reason}", self.remote_addr);
+        } else {
+            tracing::warn!("bad request from {}: {reason} ({status})", self.remote_addr);
+        }
+        self.out.buf.extend_from_slice(h1::error_response(status));
+        match self.out.write_nonblocking() {
+            Ok(WriteStatus::Done) => {
+                // SAFETY: shutting down our own socket's write side.
+                unsafe { libc::shutdown(self.fd.as_raw_fd(), libc::SHUT_WR) };
+                self.rbuf.clear();
+                self.state = State::Lingering {
+                    until_ms: cx.shared.clock.now_ms() + LINGER_MS,
+                };
+                Next::Park {
+                    events: READ,
+                    wait: Wait::Request,
+                    timeout_ms: LINGER_MS,
+                }
+            }
+            Ok(WriteStatus::WouldBlock) => {
+                self.state = State::Writing { close_after: true };
+                Next::Park {
+                    events: WRITE,
+                    wait: Wait::Send,
+                    timeout_ms: cx.shared.send_timeout_ms,
+                }
+            }
+            Err(_) => Next::Close,
+        }
+    }
+
+    /// Handles readiness: reads, parses, runs the app, writes, until the
+    /// socket would block or the connection ends.
+    pub fn drive(&mut self, cx: &mut ThreadCx<'_>) -> Next {
+        self.timer.hold();
+        let expired = self
+            .timer
+            .expired
+            .swap(false, std::sync::atomic::Ordering::AcqRel);
+        loop {
+            match &mut self.state {
+                State::Writing { close_after } => {
+                    let close_after = *close_after;
+                    match self.out.write_nonblocking() {
+                        Ok(WriteStatus::Done) if close_after => return Next::Close,
+                        Ok(WriteStatus::Done) => self.state = State::Head,
+                        Ok(WriteStatus::WouldBlock) if expired => return Next::Close,
+                        Ok(WriteStatus::WouldBlock) => {
+                            return Next::Park {
+                                events: WRITE,
+                                wait: Wait::Send,
+                                timeout_ms: cx.shared.send_timeout_ms,
+                            }
+                        }
+                        Err(_) => return Next::Close,
+                    }
+                }
+                State::Lingering { until_ms } => {
+                    let until = *until_ms;
+                    self.rbuf.clear();
+                    match self.fill() {
+                        Ok(Fill::Data) if !expired && cx.shared.clock.now_ms() < until => continue,
+                        Ok(Fill::WouldBlock) if !expired => {
+                            return Next::Park {
+                                events: READ,
+                                wait: Wait::Request,
+                                timeout_ms: until.saturating_sub(cx.shared.clock.now_ms()).max(1),
+                            }
+                        }
+                        _ => return Next::Close,
+                    }
+                }
+                State::Head => {
+                    if !self.rbuf.is_empty() {
+                        match h1::parse_request_head(
+                            &self.rbuf,
+                            &cx.shared.limits,
+                            &mut self.headers,
+                        ) {
+                            Ok(Some(head)) => {
+                                if let Err((status, reason)) = self.start_request(head, cx) {
+                                    return self.reject(cx, status, reason);
+                                }
+                                continue;
+                            }
+                            Ok(None) => {}
+                            Err(e) => return self.reject(cx, e.status(), e.reason()),
+                        }
+                    } else if cx.shared.is_draining() {
+                        return Next::Close;
+                    }
+                    match self.fill() {
+                        Ok(Fill::Data) => {
+                            if self.head_started_ms == 0 || self.head_started_ms == u64::MAX {
+                                self.head_started_ms = cx.shared.clock.now_ms();
+                            }
+                        }
+                        Ok(Fill::WouldBlock) | Ok(Fill::Eof) if expired => {
+                            if self.rbuf.is_empty() {
+                                return Next::Close;
+                            }
+                            return self.reject(cx, 408, "request head not received in time");
+                        }
+                        Ok(Fill::WouldBlock) => {
+                            if self.rbuf.is_empty() {
+                                let timeout_ms = if self.head_started_ms == u64::MAX {
+                                    cx.shared.header_timeout_ms // fresh connection
+                                } else {
+                                    cx.shared.keepalive_timeout_ms
+                                };
+                                return Next::Park {
+                                    events: READ,
+                                    wait: Wait::Idle,
+                                    timeout_ms,
+                                };
+                            }
+                            let elapsed = cx
+                                .shared
+                                .clock
+                                .now_ms()
+                                .saturating_sub(self.head_started_ms);
+                            return Next::Park {
+                                events: READ,
+                                wait: Wait::Request,
+                                timeout_ms: cx
+                                    .shared
+                                    .header_timeout_ms
+                                    .saturating_sub(elapsed)
+                                    .max(1),
+                            };
+                        }
+                        Ok(Fill::Eof) | Err(_) => return Next::Close,
+                    }
+                }
+                State::Body { .. } => match self.advance_body(cx) {
+                    Ok(true) => self.dispatch(cx),
+                    Ok(false) => match self.fill() {
+                        Ok(Fill::Data) => {
+                            if let State::Body { last_data_ms, .. } = &mut self.state {
+                                *last_data_ms = cx.shared.clock.now_ms();
+                            }
+                        }
+                        Ok(Fill::WouldBlock) | Ok(Fill::Eof) if expired => {
+                            return self.reject(cx, 408, "request body not received in time");
+                        }
+                        Ok(Fill::WouldBlock) => {
+                            return Next::Park {
+                                events: READ,
+                                wait: Wait::Request,
+                                timeout_ms: cx.shared.body_timeout_ms,
+                            }
+                        }
+                        Ok(Fill::Eof) | Err(_) => return Next::Close,
+                    },
+                    Err((status, reason)) => return self.reject(cx, status, reason),
+                },
+            }
+        }
+    }
+
+    /// A head has been parsed: decide how to read its body.
+    fn start_request(
+        &mut self,
+        head: RequestHead,
+        cx: &mut ThreadCx<'_>,
+    ) -> Result<(), (u16, &'static str)> {
+        let post_buffering = cx.shared.post_buffering;
+        let progress = match head.framing {
+            BodyFraming::None => BodyProgress::InPlace { len: 0 },
+            BodyFraming::Length(n) if n <= post_buffering as u64 => {
+                BodyProgress::InPlace { len: n as usize }
+            }
+            BodyFraming::Length(n) => BodyProgress::Spool {
+                remaining: n,
+                file: spool_file()
+                    .map_err(|_| (500, "cannot create a temp file for the request body"))?,
+                total: n,
+            },
+            BodyFraming::Chunked => BodyProgress::Chunked {
+                decoder: ChunkedDecoder::new(&cx.shared.limits),
+                mem: Vec::new(),
+                spool: None,
+                total: 0,
+            },
+        };
+        let needs_body =
+            !matches!(progress, BodyProgress::InPlace { len } if self.rbuf.len() >= head.len + len);
+        if needs_body && head.expect_continue && head.version == Version::Http11 {
+            // RFC 9110 §10.1.1: tell the client to send the body. Tiny, so a
+            // fresh socket buffer always takes it.
+            let _ = super::output::send_some(self.fd.as_raw_fd(), b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        self.state = State::Body {
+            head,
+            progress,
+            last_data_ms: cx.shared.clock.now_ms(),
+        };
+        Ok(())
+    }
+
+    /// Moves body bytes out of `rbuf`. Ok(true) when the body is complete.
+    fn advance_body(&mut self, cx: &ThreadCx<'_>) -> Result<bool, (u16, &'static str)> {
+        let State::Body { head, progress, .. } = &mut self.state else {
+            return Ok(false);
+        };
+        let hlen = head.len;
+        let spool_err = |_| (500, "cannot write the request body to a temp file");
+        match progress {
+            BodyProgress::InPlace { len } => Ok(self.rbuf.len() >= hlen + *len),
+            BodyProgress::Spool {
+                remaining, file, ..
+            } => {
+                let avail = (self.rbuf.len() - hlen) as u64;
+                let n = avail.min(*remaining) as usize;
+                if n > 0 {
+                    file.write_all(&self.rbuf[hlen..hlen + n])
+                        .map_err(spool_err)?;
+                    self.rbuf.drain(hlen..hlen + n);
+                    *remaining -= n as u64;
+                }
+                Ok(*remaining == 0)
+            }
+            BodyProgress::Chunked {
+                decoder,
+                mem,
+                spool,
+                total,
+            } => {
+                let (consumed, done) = decoder
+                    .decode(&self.rbuf[hlen..], mem)
+                    .map_err(|e| (e.status(), e.reason()))?;
+                self.rbuf.drain(hlen..hlen + consumed);
+                if spool.is_none() && mem.len() > cx.shared.post_buffering {
+                    *spool = Some(spool_file().map_err(spool_err)?);
+                }
+                if let Some(file) = spool {
+                    *total += mem.len() as u64;
+                    file.write_all(mem).map_err(spool_err)?;
+                    mem.clear();
+                }
+                Ok(done)
+            }
+        }
+    }
+
+    /// Runs the app for the complete request at the front of `rbuf`.
+    fn dispatch(&mut self, cx: &mut ThreadCx<'_>) {
+        let State::Body { head, progress, .. } = std::mem::replace(&mut self.state, State::Head)
+        else {
+            return;
+        };
+        let shared = cx.shared;
+        let hlen = head.len;
+        let (body, consumed) = match progress {
+            BodyProgress::InPlace { len } => {
+                (Body::Memory(&self.rbuf[hlen..hlen + len]), hlen + len)
+            }
+            BodyProgress::Spool { file, total, .. } => (Body::Spooled(file, total), hlen),
+            BodyProgress::Chunked {
+                spool: Some(file),
+                total,
+                ..
+            } => (Body::Spooled(file, total), hlen),
+            BodyProgress::Chunked { mem, .. } => {
+                cx.body_scratch = mem;
+                (Body::Memory(&cx.body_scratch[..]), hlen)
+            }
+        };
+        let method = h1::span(&self.rbuf, head.method);
+        let head_only = method == b"HEAD";
+        let keep_alive =
+            head.keep_alive && shared.keepalive_timeout_ms > 0 && !shared.is_draining();
+        let started = Instant::now();
+        let date = cx.clock.http_date();
+        let date = &date[..];
+        let outcome = shared.wsgi.handle(
+            &cx.thread_state,
+            Request {
+                head_buf: &self.rbuf,
+                head: &head,
+                headers: &self.headers,
+                body,
+                remote_addr: &self.remote_addr,
+                remote_port: &self.remote_port,
+                listener: self.listener,
+            },
+            &mut self.out,
+            head.version,
+            head_only,
+            keep_alive,
+            date,
+        );
+        let requests = shared
+            .requests
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if shared.log_requests && !outcome.client_gone {
+            cx.log.request(crate::logging::RequestLine {
+                pid: shared.pid,
+                requests,
+                remote_addr: &self.remote_addr,
+                vars: outcome.vars,
+                vars_bytes: outcome.vars_bytes,
+                ctime: cx.clock.ctime(),
+                method,
+                uri: h1::span(&self.rbuf, head.target),
+                body_bytes: outcome.body_bytes,
+                msecs: started.elapsed().as_millis() as u64,
+                protocol: head.version.as_bytes(),
+                status: outcome.status,
+                headers: outcome.headers_count,
+                headers_bytes: outcome.headers_bytes,
+                core: cx.core,
+            });
+        } else if outcome.client_gone {
+            tracing::debug!("client {} went away during the response", self.remote_addr);
+        }
+        cx.body_scratch.clear();
+        self.rbuf.drain(..consumed.min(self.rbuf.len()));
+        self.head_started_ms = if self.rbuf.is_empty() {
+            0
+        } else {
+            shared.clock.now_ms()
+        };
+        self.state = State::Writing {
+            close_after: !outcome.keep_alive,
+        };
+    }
+
+    /// Marks a brand-new connection, whose first wait uses the header timeout.
+    pub fn mark_fresh(&mut self) {
+        self.head_started_ms = u64::MAX;
+    }
+}

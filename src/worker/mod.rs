@@ -1,0 +1,292 @@
+//! The worker process: boots the app, then serves the inherited listeners.
+//!
+//! - [`poll`]: the shared epoll instance and the parked connections' deadlines.
+//! - [`accept`]: accepting connections.
+//! - [`conn`]: one connection's read/parse/dispatch/write loop.
+//! - [`output`]: response buffering and the only socket writes.
+//!
+//! Model: `threads` identical threads share one epoll set with one-shot
+//! registrations, so a connection is handled by one thread at a time and any
+//! idle thread picks up the next ready one. A thread reads and parses
+//! without the GIL, takes the GIL only to run the app, and writes without it.
+//! That runs the app on the thread that parsed the request (no handoff, no
+//! GIL ping-pong, DESIGN §7), while a slow client only ever costs a parked
+//! connection, never a thread (DESIGN §2.2). The main thread is the reaper:
+//! timeouts, listener back-pressure and the graceful drain on SIGTERM.
+
+pub mod accept;
+pub mod conn;
+pub mod output;
+pub mod poll;
+
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use capataz_proto::limits::Limits;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::logging::{AccessLog, Clock as LogClock};
+use crate::wsgi::{AppSpec, ListenerEnv, ThreadState, Wsgi};
+use poll::{Clock, Poller, Registry};
+
+/// Exit status of a worker whose app could not be loaded (uWSGI's value).
+pub const EXIT_BOOT_ERROR: i32 = 22;
+/// The descriptor the boot message arrives on; listeners follow it.
+pub const BOOT_FD: RawFd = 3;
+pub const FIRST_LISTENER_FD: RawFd = 4;
+
+/// Everything the master hands a worker, as JSON on [`BOOT_FD`].
+#[derive(Serialize, Deserialize)]
+pub struct BootMessage {
+    pub config: Config,
+    pub worker_id: usize,
+    pub listeners: Vec<ListenerMeta>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ListenerMeta {
+    /// As configured, for messages.
+    pub address: String,
+    pub unix: bool,
+    pub server_name: String,
+    pub server_port: String,
+}
+
+/// State shared by the worker's threads.
+pub struct Shared {
+    pub poller: Poller,
+    pub registry: Registry,
+    pub clock: Clock,
+    pub wsgi: Wsgi,
+    pub limits: Limits,
+    pub listeners: Vec<(OwnedFd, ListenerMeta)>,
+    paused: Vec<AtomicBool>,
+    pub open: AtomicUsize,
+    pub max_connections: usize,
+    draining: Arc<AtomicBool>,
+    pub requests: AtomicU64,
+    pub pid: u32,
+    pub log_requests: bool,
+    pub post_buffering: usize,
+    pub header_timeout_ms: u64,
+    pub body_timeout_ms: u64,
+    pub send_timeout_ms: u64,
+    pub keepalive_timeout_ms: u64,
+    pub send_timeout: Duration,
+    pub threads: usize,
+}
+
+impl Shared {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}
+
+/// Per-thread context passed down the connection code.
+pub struct ThreadCx<'a> {
+    pub shared: &'a Shared,
+    pub thread_state: ThreadState,
+    pub core: usize,
+    pub log: AccessLog,
+    pub clock: LogClock,
+    /// A decoded chunked body lent to the app for one request.
+    pub body_scratch: Vec<u8>,
+}
+
+fn read_boot_message() -> Result<BootMessage, String> {
+    // SAFETY: the master placed the boot memfd at BOOT_FD for us alone.
+    let mut file = unsafe { std::fs::File::from_raw_fd(BOOT_FD) };
+    let mut text = String::new();
+    file.read_to_string(&mut text)
+        .map_err(|e| format!("cannot read the boot message: {e}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("bad boot message: {e}"))
+}
+
+/// Entry point of `capataz __worker__`. Never returns.
+pub fn run() -> ! {
+    let boot = match read_boot_message() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("capataz worker: {e}");
+            std::process::exit(EXIT_BOOT_ERROR);
+        }
+    };
+    crate::logging::init(&format!("worker {}", boot.worker_id));
+    let cfg = &boot.config;
+    let started = Instant::now();
+    let listener_env: Vec<ListenerEnv> = boot
+        .listeners
+        .iter()
+        .map(|l| ListenerEnv {
+            server_name: l.server_name.clone(),
+            server_port: l.server_port.clone(),
+        })
+        .collect();
+    let spec = AppSpec {
+        module: cfg.module.as_deref(),
+        wsgi_file: cfg.wsgi_file.as_deref(),
+        callable: &cfg.callable,
+        virtualenv: cfg.virtualenv.as_deref(),
+        pythonpath: &cfg.pythonpath,
+        threads: cfg.threads,
+        processes: cfg.processes,
+    };
+    let wsgi = match Wsgi::boot(&spec, &listener_env) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!("{e}");
+            std::process::exit(EXIT_BOOT_ERROR);
+        }
+    };
+    tracing::info!(
+        "worker {} (pid: {}) ready in {} ms: {} thread(s)",
+        boot.worker_id,
+        std::process::id(),
+        started.elapsed().as_millis(),
+        cfg.threads
+    );
+
+    let draining = Arc::new(AtomicBool::new(false));
+    if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGTERM, draining.clone()) {
+        tracing::error!("cannot install the SIGTERM handler: {e}");
+        std::process::exit(1);
+    }
+    let poller = match Poller::new() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!("epoll: {e}");
+            std::process::exit(1);
+        }
+    };
+    let listeners: Vec<(OwnedFd, ListenerMeta)> = boot
+        .listeners
+        .iter()
+        .enumerate()
+        .map(|(i, meta)| {
+            // SAFETY: the master placed listener i at FIRST_LISTENER_FD + i.
+            let fd = unsafe { OwnedFd::from_raw_fd(FIRST_LISTENER_FD + i as RawFd) };
+            (fd, meta.clone())
+        })
+        .collect();
+    let secs_ms = |s: u64| s.saturating_mul(1000);
+    let limits = Limits {
+        max_head: cfg.buffer_size,
+        max_body: (cfg.limit_post > 0).then_some(cfg.limit_post),
+        ..Limits::default()
+    };
+    let shared = Arc::new(Shared {
+        poller,
+        registry: Registry::new(),
+        clock: Clock::new(),
+        wsgi,
+        limits,
+        paused: listeners.iter().map(|_| AtomicBool::new(false)).collect(),
+        listeners,
+        open: AtomicUsize::new(0),
+        max_connections: cfg.worker_connections,
+        draining,
+        requests: AtomicU64::new(0),
+        pid: std::process::id(),
+        log_requests: !cfg.disable_logging,
+        post_buffering: cfg.post_buffering,
+        header_timeout_ms: secs_ms(cfg.header_timeout),
+        body_timeout_ms: secs_ms(cfg.body_timeout),
+        send_timeout_ms: secs_ms(cfg.send_timeout),
+        keepalive_timeout_ms: secs_ms(cfg.keepalive_timeout),
+        send_timeout: Duration::from_secs(cfg.send_timeout),
+        threads: cfg.threads,
+    });
+    for (i, (fd, meta)) in shared.listeners.iter().enumerate() {
+        use std::os::fd::AsRawFd;
+        if let Err(e) = accept::set_nonblocking(fd.as_raw_fd()).and_then(|_| {
+            shared
+                .poller
+                .add_oneshot(fd.as_raw_fd(), i as u64, poll::READ)
+        }) {
+            tracing::error!("listener {}: {e}", meta.address);
+            std::process::exit(1);
+        }
+    }
+    for core in 0..cfg.threads {
+        let shared = shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("capataz-core-{core}"))
+            .spawn(move || thread_main(&shared, core));
+        if let Err(e) = spawned {
+            tracing::error!("cannot start thread {core}: {e}");
+            std::process::exit(1);
+        }
+    }
+    reaper(&shared)
+}
+
+fn thread_main(shared: &Shared, core: usize) {
+    let mut cx = ThreadCx {
+        shared,
+        thread_state: ThreadState::attach_current_thread(),
+        core,
+        log: AccessLog::new(),
+        clock: LogClock::default(),
+        body_scratch: Vec::new(),
+    };
+    // With several threads, take one event at a time so a thread about to
+    // run a slow request does not hold other ready connections hostage.
+    let batch = if shared.threads > 1 { 1 } else { 64 };
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; batch];
+    loop {
+        cx.log.flush();
+        let n = shared.poller.wait(&mut events, 1000);
+        for ev in &events[..n] {
+            let token = ev.u64;
+            if (token as usize) < shared.listeners.len() {
+                accept::accept_ready(shared, token as usize);
+            } else {
+                accept::handle_conn(&mut cx, token);
+            }
+        }
+    }
+}
+
+/// The main thread's loop: deadlines, paused listeners, draining.
+fn reaper(shared: &Shared) -> ! {
+    let mut drain_started: Option<Instant> = None;
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let draining = shared.is_draining();
+        if draining && drain_started.is_none() {
+            drain_started = Some(Instant::now());
+            tracing::info!("draining: finishing in-flight requests");
+            for (fd, _) in &shared.listeners {
+                use std::os::fd::AsRawFd;
+                let _ = shared.poller.delete(fd.as_raw_fd());
+            }
+        }
+        let open = shared.registry.reap(shared.clock.now_ms(), draining);
+        if draining {
+            if open == 0 {
+                tracing::info!("drained; exiting");
+                std::process::exit(0);
+            }
+            continue;
+        }
+        if open < shared.max_connections {
+            for (i, paused) in shared.paused.iter().enumerate() {
+                if paused.swap(false, Ordering::AcqRel) {
+                    use std::os::fd::AsRawFd;
+                    let fd = shared.listeners[i].0.as_raw_fd();
+                    let _ = shared.poller.rearm(fd, i as u64, poll::READ);
+                }
+            }
+        }
+    }
+}
+
+impl Shared {
+    pub(crate) fn pause_listener(&self, i: usize) {
+        self.paused[i].store(true, Ordering::Release);
+    }
+}

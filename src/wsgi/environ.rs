@@ -1,0 +1,276 @@
+//! Building the WSGI environ dict (PEP 3333) for one request.
+//!
+//! Per DESIGN §7 the cost is kept to: one `PyDict_Copy` of a per-listener
+//! template holding every constant key, interned keys for the CGI variables,
+//! a per-thread cache of `HTTP_*` key objects, and one latin-1 `str` per value.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use capataz_proto::http1::{span, Version};
+use pyo3::ffi;
+
+use super::py::{self, Owned};
+use super::{Request, Wsgi};
+
+/// Header names cached per thread; beyond this, keys are built per request,
+/// so a client sending random names cannot grow memory without bound.
+const KEY_CACHE_MAX: usize = 512;
+
+/// Interned CGI keys set on every request.
+pub struct Keys {
+    pub request_method: Owned,
+    pub path_info: Owned,
+    pub query_string: Owned,
+    pub request_uri: Owned,
+    pub server_protocol: Owned,
+    pub remote_addr: Owned,
+    pub remote_port: Owned,
+    pub content_type: Owned,
+    pub content_length: Owned,
+    pub wsgi_input: Owned,
+    pub input_spooled: Owned,
+    pub http_10: Owned,
+    pub http_11: Owned,
+}
+
+impl Keys {
+    /// # Safety
+    /// The GIL is held.
+    pub unsafe fn new() -> Keys {
+        // SAFETY: GIL held by the caller.
+        unsafe {
+            Keys {
+                request_method: py::interned(c"REQUEST_METHOD"),
+                path_info: py::interned(c"PATH_INFO"),
+                query_string: py::interned(c"QUERY_STRING"),
+                request_uri: py::interned(c"REQUEST_URI"),
+                server_protocol: py::interned(c"SERVER_PROTOCOL"),
+                remote_addr: py::interned(c"REMOTE_ADDR"),
+                remote_port: py::interned(c"REMOTE_PORT"),
+                content_type: py::interned(c"CONTENT_TYPE"),
+                content_length: py::interned(c"CONTENT_LENGTH"),
+                wsgi_input: py::interned(c"wsgi.input"),
+                input_spooled: py::interned(c"capataz.input_spooled"),
+                http_10: py::interned(c"HTTP/1.0"),
+                http_11: py::interned(c"HTTP/1.1"),
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Scratch {
+    key: Vec<u8>,
+    path: Vec<u8>,
+    /// `HTTP_*` keys and method strings by their bytes. The values are strong
+    /// references kept for the life of the thread (never dropped: thread-local
+    /// destructors run without the GIL).
+    cache: HashMap<Box<[u8]>, *mut ffi::PyObject>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Returns a new reference to the `str` for `bytes`, cached per thread.
+unsafe fn cached_str(
+    cache: &mut HashMap<Box<[u8]>, *mut ffi::PyObject>,
+    bytes: &[u8],
+) -> Option<Owned> {
+    if let Some(&obj) = cache.get(bytes) {
+        // SAFETY: cached objects are kept alive by the cache's own reference.
+        return Some(unsafe { Owned::from_borrowed(obj) });
+    }
+    // SAFETY: GIL held by the caller.
+    let obj = unsafe { py::latin1(bytes) }?;
+    if cache.len() < KEY_CACHE_MAX {
+        // SAFETY: GIL held; the cache takes one extra strong reference.
+        unsafe { ffi::Py_INCREF(obj.as_ptr()) };
+        cache.insert(bytes.into(), obj.as_ptr());
+    }
+    Some(obj)
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Percent-decodes a path for PATH_INFO (CGI: PATH_INFO is decoded). Invalid
+/// escapes are kept as they are.
+pub fn percent_decode(input: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    let mut i = 0;
+    while i < input.len() {
+        let b = input[i];
+        if b == b'%' && i + 2 < input.len() {
+            if let (Some(h), Some(l)) = (hex_value(input[i + 1]), hex_value(input[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+}
+
+/// Sets `env[key] = value`, joining repeated headers with ", " (RFC 9110
+/// §5.3), or "; " for Cookie (RFC 6265 §5.4).
+unsafe fn set_header(
+    env: *mut ffi::PyObject,
+    key: &Owned,
+    value: &[u8],
+    cookie: bool,
+) -> Option<()> {
+    // SAFETY: GIL held by the caller; env is a dict.
+    unsafe {
+        let existing = ffi::PyDict_GetItem(env, key.as_ptr());
+        let value = if existing.is_null() {
+            py::latin1(value)?
+        } else {
+            let old = py::str_latin1(existing).unwrap_or_default().into_owned();
+            let mut joined = old;
+            joined.extend_from_slice(if cookie { b"; " } else { b", " });
+            joined.extend_from_slice(value);
+            py::latin1(&joined)?
+        };
+        (ffi::PyDict_SetItem(env, key.as_ptr(), value.as_ptr()) == 0).then_some(())
+    }
+}
+
+/// What the access log reports about the environ.
+pub struct EnvironStats {
+    pub vars: usize,
+    pub bytes: usize,
+}
+
+unsafe fn set(env: *mut ffi::PyObject, key: &Owned, value: &Owned) -> Option<()> {
+    // SAFETY: GIL held by the caller.
+    (unsafe { ffi::PyDict_SetItem(env, key.as_ptr(), value.as_ptr()) } == 0).then_some(())
+}
+
+/// Builds the environ for `req`. `None` means a Python error is set.
+///
+/// # Safety
+/// The GIL is held.
+pub unsafe fn build(w: &Wsgi, req: Request<'_>) -> Option<(Owned, EnvironStats)> {
+    let keys = &w.keys;
+    let buf = req.head_buf;
+    let head = req.head;
+    // SAFETY (whole block): GIL held by the caller; all objects are valid.
+    unsafe {
+        let env = Owned::from_new(ffi::PyDict_Copy(w.templates[req.listener].as_ptr()))?;
+        let e = env.as_ptr();
+        let mut nbytes = 0usize;
+        let method = span(buf, head.method);
+        let target = span(buf, head.target);
+        let query = span(buf, head.query);
+        nbytes += method.len() + target.len() * 2 + query.len();
+
+        SCRATCH.with(|s| -> Option<()> {
+            let mut s = s.borrow_mut();
+            let s = &mut *s;
+            let m = cached_str(&mut s.cache, method)?;
+            set(e, &keys.request_method, &m)?;
+            percent_decode(span(buf, head.path), &mut s.path);
+            set(e, &keys.path_info, &py::latin1(&s.path)?)?;
+
+            for h in req.headers {
+                let name = span(buf, h.name);
+                let value = span(buf, h.value);
+                if name.contains(&b'_') {
+                    // Would collide with the '-' spelling once mapped to HTTP_*.
+                    continue;
+                }
+                nbytes += name.len() + 5 + value.len();
+                if name.eq_ignore_ascii_case(b"content-type") {
+                    set(e, &keys.content_type, &py::latin1(value)?)?;
+                    continue;
+                }
+                if name.eq_ignore_ascii_case(b"content-length") {
+                    set(e, &keys.content_length, &py::latin1(value)?)?;
+                    continue;
+                }
+                s.key.clear();
+                s.key.extend_from_slice(b"HTTP_");
+                s.key.extend(name.iter().map(|&c| {
+                    if c == b'-' {
+                        b'_'
+                    } else {
+                        c.to_ascii_uppercase()
+                    }
+                }));
+                let key = cached_str(&mut s.cache, &s.key)?;
+                set_header(e, &key, value, name.eq_ignore_ascii_case(b"cookie"))?;
+            }
+            Some(())
+        })?;
+
+        set(e, &keys.query_string, &py::latin1(query)?)?;
+        set(e, &keys.request_uri, &py::latin1(target)?)?;
+        let proto = match head.version {
+            Version::Http10 => &keys.http_10,
+            Version::Http11 => &keys.http_11,
+        };
+        set(e, &keys.server_protocol, proto)?;
+        set(
+            e,
+            &keys.remote_addr,
+            &py::latin1(req.remote_addr.as_bytes())?,
+        )?;
+        set(
+            e,
+            &keys.remote_port,
+            &py::latin1(req.remote_port.as_bytes())?,
+        )?;
+        nbytes += req.remote_addr.len() + req.remote_port.len();
+
+        let (input, spooled, body_len) = super::input::make(w, req.body)?;
+        set(e, &keys.wsgi_input, &input)?;
+        let flag = if spooled {
+            ffi::Py_True()
+        } else {
+            ffi::Py_False()
+        };
+        ffi::PyDict_SetItem(e, keys.input_spooled.as_ptr(), flag);
+        // A chunked body has been decoded and measured: give the app its
+        // length, since most frameworks read CONTENT_LENGTH bytes.
+        if head.content_length_idx.is_none() && body_len > 0 {
+            set(
+                e,
+                &keys.content_length,
+                &py::latin1(body_len.to_string().as_bytes())?,
+            )?;
+        }
+        let vars = ffi::PyDict_Size(e) as usize;
+        Some((
+            env,
+            EnvironStats {
+                vars,
+                bytes: nbytes,
+            },
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn decodes_escapes_and_keeps_invalid_ones() {
+        let mut out = Vec::new();
+        percent_decode(b"/a%20b/%2Fc%zz%4", &mut out);
+        assert_eq!(out, b"/a b//c%zz%4");
+        percent_decode(b"/caf%C3%A9%e9", &mut out);
+        assert_eq!(out, b"/caf\xc3\xa9\xe9");
+        percent_decode(b"%", &mut out);
+        assert_eq!(out, b"%");
+    }
+}

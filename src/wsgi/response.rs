@@ -1,0 +1,568 @@
+//! `start_response`, `write()` and consuming the app's iterable into HTTP.
+//!
+//! One `start_response` and one `write` function object exist per worker;
+//! they find the request they belong to through a thread-local pointer to the
+//! current [`Exchange`], as each app thread runs one request at a time. That
+//! avoids allocating two callables per request.
+//!
+//! Framing (DESIGN §6): Content-Length when the app gave one or the body is
+//! known to be a single chunk (or a list); otherwise chunked on HTTP/1.1 and
+//! close-delimited on HTTP/1.0.
+
+use std::cell::Cell;
+use std::ptr;
+
+use capataz_proto::http1::{self as h1, Version};
+use pyo3::ffi;
+
+use super::py::{self, Owned};
+use crate::worker::output::{Output, FLUSH_THRESHOLD};
+
+thread_local! {
+    static CURRENT: Cell<*mut Exchange<'static>> = const { Cell::new(ptr::null_mut()) };
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Framing {
+    /// Not decided yet (headers not sent).
+    Pending,
+    Length {
+        remaining: u64,
+    },
+    Chunked,
+    Close,
+    /// 1xx, 204, 304, or HEAD: no body on the wire.
+    NoBody,
+}
+
+/// The state of one request/response exchange while the app runs.
+pub struct Exchange<'o> {
+    status: Option<Owned>,
+    headers: Option<Owned>,
+    pub headers_sent: bool,
+    pub out: &'o mut Output,
+    resp_start: usize,
+    version: Version,
+    head_only: bool,
+    pub keep_alive: bool,
+    date: &'o [u8],
+    framing: Framing,
+    pub code: u16,
+    pub headers_count: usize,
+    pub headers_bytes: usize,
+    pub body_bytes: u64,
+    /// The client went away or stopped reading: stop producing output.
+    pub client_gone: bool,
+    /// The response cannot be completed: close the connection after what was sent.
+    pub aborted: bool,
+    write_fn: *mut ffi::PyObject,
+}
+
+impl<'o> Exchange<'o> {
+    pub fn new(
+        out: &'o mut Output,
+        version: Version,
+        head_only: bool,
+        keep_alive: bool,
+        date: &'o [u8],
+        write_fn: *mut ffi::PyObject,
+    ) -> Exchange<'o> {
+        let resp_start = out.buf.len();
+        Exchange {
+            status: None,
+            headers: None,
+            headers_sent: false,
+            out,
+            resp_start,
+            version,
+            head_only,
+            keep_alive,
+            date,
+            framing: Framing::Pending,
+            code: 0,
+            headers_count: 0,
+            headers_bytes: 0,
+            body_bytes: 0,
+            client_gone: false,
+            aborted: false,
+            write_fn,
+        }
+    }
+
+    /// Makes this exchange the thread's current one for the duration of `f`.
+    pub fn enter<R>(&mut self, f: impl FnOnce(&mut Exchange<'o>) -> R) -> R {
+        // The 'static is a lie kept local: CURRENT is cleared before `self` ends.
+        let me = (self as *mut Exchange<'o>).cast::<Exchange<'static>>();
+        CURRENT.with(|c| c.set(me));
+        let r = f(self);
+        CURRENT.with(|c| c.set(ptr::null_mut()));
+        r
+    }
+
+    /// Replaces whatever this response produced with a canned error page.
+    pub fn fail(&mut self, code: u16) {
+        self.out.buf.truncate(self.resp_start);
+        let canned = h1::error_response(code);
+        self.headers_bytes = canned.len();
+        self.out.buf.extend_from_slice(canned);
+        self.code = code;
+        self.keep_alive = false;
+        self.headers_sent = true;
+        self.framing = Framing::NoBody;
+    }
+
+    /// Drops the references start_response stored (GIL held).
+    pub fn release(&mut self) {
+        self.status = None;
+        self.headers = None;
+    }
+
+    /// Encodes the status line and headers. `known_total` is the body length
+    /// when it is known before sending. `Err` means a Python error is set.
+    ///
+    /// # Safety
+    /// The GIL is held.
+    pub unsafe fn send_headers(&mut self, known_total: Option<u64>) -> Result<(), ()> {
+        // SAFETY: GIL held by the caller.
+        unsafe {
+            let Some(status) = self.status.as_ref() else {
+                py::raise(
+                    ffi::PyExc_AssertionError,
+                    c"the app returned before calling start_response()",
+                );
+                return Err(());
+            };
+            let Some(status) = py::str_latin1(status.as_ptr()) else {
+                py::raise(ffi::PyExc_ValueError, c"status must be a latin-1 str");
+                return Err(());
+            };
+            if !h1::is_valid_status(&status) {
+                py::raise_msg(
+                    ffi::PyExc_ValueError,
+                    &format!("invalid status {:?}", String::from_utf8_lossy(&status)),
+                );
+                return Err(());
+            }
+            let code = (status[0] - b'0') as u16 * 100
+                + (status[1] - b'0') as u16 * 10
+                + (status[2] - b'0') as u16;
+            let buf = &mut self.out.buf;
+            buf.truncate(self.resp_start);
+            h1::push_status_line(buf, self.version, &status);
+            let headers = self
+                .headers
+                .as_ref()
+                .map(|h| h.as_ptr())
+                .unwrap_or(ptr::null_mut());
+            let n = if headers.is_null() {
+                0
+            } else {
+                ffi::PyList_GET_SIZE(headers)
+            };
+            let mut app_length: Option<u64> = None;
+            let mut has_date = false;
+            let mut count = 0;
+            let mut keep_alive = self.keep_alive;
+            let fail = |buf: &mut Vec<u8>, start: usize, msg: String| {
+                buf.truncate(start);
+                py::raise_msg(ffi::PyExc_ValueError, &msg);
+                Err(())
+            };
+            for i in 0..n {
+                let item = ffi::PyList_GET_ITEM(headers, i);
+                if ffi::PyTuple_Check(item) == 0 || ffi::PyTuple_GET_SIZE(item) != 2 {
+                    return fail(
+                        buf,
+                        self.resp_start,
+                        "each header must be a (name, value) tuple".into(),
+                    );
+                }
+                let (name, value) = (
+                    ffi::PyTuple_GET_ITEM(item, 0),
+                    ffi::PyTuple_GET_ITEM(item, 1),
+                );
+                if ffi::PyUnicode_Check(name) == 0 || ffi::PyUnicode_Check(value) == 0 {
+                    return fail(
+                        buf,
+                        self.resp_start,
+                        "header names and values must be str".into(),
+                    );
+                }
+                let (Some(name), Some(value)) = (py::str_latin1(name), py::str_latin1(value))
+                else {
+                    return fail(
+                        buf,
+                        self.resp_start,
+                        "header names and values must be latin-1".into(),
+                    );
+                };
+                if !h1::is_token(&name) {
+                    return fail(
+                        buf,
+                        self.resp_start,
+                        format!("invalid header name {:?}", String::from_utf8_lossy(&name)),
+                    );
+                }
+                if !h1::is_valid_field_value(&value) {
+                    return fail(
+                        buf,
+                        self.resp_start,
+                        format!(
+                            "header {} has a control character in its value",
+                            String::from_utf8_lossy(&name)
+                        ),
+                    );
+                }
+                if name.eq_ignore_ascii_case(b"content-length") {
+                    let parsed = std::str::from_utf8(&value)
+                        .ok()
+                        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+                    match parsed.and_then(|v| v.parse::<u64>().ok()) {
+                        Some(len) => app_length = Some(len),
+                        None => {
+                            return fail(
+                                buf,
+                                self.resp_start,
+                                "invalid Content-Length header".into(),
+                            )
+                        }
+                    }
+                } else if name.eq_ignore_ascii_case(b"date") {
+                    has_date = true;
+                } else if name.eq_ignore_ascii_case(b"connection") {
+                    // Hop-by-hop: we write our own, but honour an app asking to close.
+                    if value
+                        .split(|&b| b == b',')
+                        .any(|t| trim(t).eq_ignore_ascii_case(b"close"))
+                    {
+                        keep_alive = false;
+                    }
+                    continue;
+                } else if is_hop_by_hop(&name) {
+                    return fail(
+                        buf,
+                        self.resp_start,
+                        format!(
+                            "hop-by-hop header {} is not allowed (PEP 3333)",
+                            String::from_utf8_lossy(&name)
+                        ),
+                    );
+                }
+                h1::push_header(buf, &name, &value);
+                count += 1;
+            }
+            let no_body = code < 200 || code == 204 || code == 304;
+            self.framing = if no_body {
+                Framing::NoBody
+            } else if let Some(len) = app_length {
+                Framing::Length { remaining: len }
+            } else if let Some(len) = known_total {
+                let mut num = itoa::Buffer::new();
+                h1::push_header(buf, b"Content-Length", num.format(len).as_bytes());
+                count += 1;
+                Framing::Length { remaining: len }
+            } else if self.head_only {
+                Framing::NoBody
+            } else if self.version == Version::Http11 {
+                h1::push_header(buf, b"Transfer-Encoding", b"chunked");
+                count += 1;
+                Framing::Chunked
+            } else {
+                keep_alive = false;
+                Framing::Close
+            };
+            if self.head_only {
+                self.framing = Framing::NoBody;
+            }
+            if !has_date {
+                h1::push_header(buf, b"Date", self.date);
+                count += 1;
+            }
+            match (self.version, keep_alive) {
+                (Version::Http11, false) => {
+                    h1::push_header(buf, b"Connection", b"close");
+                    count += 1;
+                }
+                (Version::Http10, true) => {
+                    h1::push_header(buf, b"Connection", b"keep-alive");
+                    count += 1;
+                }
+                _ => {}
+            }
+            buf.extend_from_slice(b"\r\n");
+            self.keep_alive = keep_alive;
+            self.code = code;
+            self.headers_count = count;
+            self.headers_bytes = buf.len() - self.resp_start;
+            self.headers_sent = true;
+            Ok(())
+        }
+    }
+
+    /// Appends body bytes with the chosen framing; flushes (GIL released)
+    /// once the buffer passes [`FLUSH_THRESHOLD`]. `Err` = the client is gone.
+    ///
+    /// # Safety
+    /// The GIL is held.
+    pub unsafe fn body(&mut self, data: &[u8]) -> Result<(), ()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let buf = &mut self.out.buf;
+        match &mut self.framing {
+            Framing::Length { remaining } => {
+                let n = (*remaining).min(data.len() as u64) as usize;
+                buf.extend_from_slice(&data[..n]);
+                *remaining -= n as u64;
+                self.body_bytes += n as u64;
+                if n < data.len() {
+                    // More than the app's Content-Length: drop the excess and
+                    // close, so the client never reads it as the next response.
+                    self.keep_alive = false;
+                }
+            }
+            Framing::Chunked => {
+                h1::push_chunk_header(buf, data.len());
+                buf.extend_from_slice(data);
+                buf.extend_from_slice(b"\r\n");
+                self.body_bytes += data.len() as u64;
+            }
+            Framing::Close => {
+                buf.extend_from_slice(data);
+                self.body_bytes += data.len() as u64;
+            }
+            Framing::NoBody | Framing::Pending => {}
+        }
+        if self.out.buf.len() >= FLUSH_THRESHOLD {
+            // SAFETY: GIL held by the caller.
+            unsafe { self.flush_without_gil() }
+        } else {
+            Ok(())
+        }
+    }
+
+    /// # Safety
+    /// The GIL is held; it is released during the write.
+    pub unsafe fn flush_without_gil(&mut self) -> Result<(), ()> {
+        // SAFETY: we hold the GIL and take it back before returning.
+        let result = unsafe {
+            let ts = ffi::PyEval_SaveThread();
+            let r = self.out.flush_blocking();
+            ffi::PyEval_RestoreThread(ts);
+            r
+        };
+        self.resp_start = 0;
+        if result.is_err() {
+            self.client_gone = true;
+            return Err(());
+        }
+        Ok(())
+    }
+
+    /// Ends the body: the last chunk, or closing when the framing needs it.
+    pub fn finish(&mut self) {
+        match self.framing {
+            Framing::Chunked => self.out.buf.extend_from_slice(h1::LAST_CHUNK),
+            Framing::Length { remaining } if remaining > 0 => {
+                // The app sent less than its Content-Length: the client would
+                // wait for the rest, so the connection must end.
+                self.keep_alive = false;
+            }
+            Framing::Close => self.keep_alive = false,
+            _ => {}
+        }
+    }
+
+    /// Prepares to send `len` bytes of a file raw after the buffer; returns
+    /// how many bytes the framing allows (a chunk header is buffered first).
+    pub fn begin_file_body(&mut self, len: u64) -> u64 {
+        match &mut self.framing {
+            Framing::Length { remaining } => {
+                let n = (*remaining).min(len);
+                *remaining -= n;
+                n
+            }
+            Framing::Chunked if len > 0 => {
+                h1::push_chunk_header(&mut self.out.buf, len as usize);
+                len
+            }
+            Framing::Close => len,
+            _ => 0,
+        }
+    }
+
+    /// Records `sent` file bytes that went out after [`Self::begin_file_body`].
+    pub fn end_file_body(&mut self, sent: u64) {
+        self.body_bytes += sent;
+        if self.framing == Framing::Chunked {
+            self.out.buf.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Sends nothing more; what was already produced stays, then close.
+    pub fn abort(&mut self) {
+        self.aborted = true;
+        self.keep_alive = false;
+    }
+}
+
+fn trim(b: &[u8]) -> &[u8] {
+    let start = b
+        .iter()
+        .position(|&c| c != b' ' && c != b'\t')
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|&c| c != b' ' && c != b'\t')
+        .map_or(start, |e| e + 1);
+    &b[start..end.max(start)]
+}
+
+fn is_hop_by_hop(name: &[u8]) -> bool {
+    const HOP: [&[u8]; 7] = [
+        b"keep-alive",
+        b"transfer-encoding",
+        b"te",
+        b"trailer",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    ];
+    HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+fn current() -> *mut Exchange<'static> {
+    CURRENT.with(|c| c.get())
+}
+
+/// `start_response(status, headers, exc_info=None)` (METH_FASTCALL).
+///
+/// # Safety
+/// Called by CPython with the GIL held and `nargs` valid pointers in `args`.
+pub unsafe extern "C" fn start_response(
+    _slf: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
+    // SAFETY: GIL held (CPython calls us); args has nargs entries; the
+    // current exchange outlives the app call that reaches here.
+    unsafe {
+        let ex = current();
+        if ex.is_null() {
+            py::raise(
+                ffi::PyExc_RuntimeError,
+                c"start_response() called outside of a request",
+            );
+            return ptr::null_mut();
+        }
+        let ex = &mut *ex;
+        if !(2..=3).contains(&nargs) {
+            py::raise(
+                ffi::PyExc_TypeError,
+                c"start_response() takes 2 or 3 arguments",
+            );
+            return ptr::null_mut();
+        }
+        let status = *args;
+        let headers = *args.add(1);
+        let exc_info = if nargs == 3 {
+            *args.add(2)
+        } else {
+            ffi::Py_None()
+        };
+        if exc_info != ffi::Py_None() {
+            if ex.headers_sent {
+                // PEP 3333: re-raise once headers have gone out.
+                if ffi::PyTuple_Check(exc_info) != 0 && ffi::PyTuple_GET_SIZE(exc_info) == 3 {
+                    let (t, v, tb) = (
+                        ffi::PyTuple_GET_ITEM(exc_info, 0),
+                        ffi::PyTuple_GET_ITEM(exc_info, 1),
+                        ffi::PyTuple_GET_ITEM(exc_info, 2),
+                    );
+                    ffi::Py_INCREF(t);
+                    ffi::Py_INCREF(v);
+                    ffi::Py_INCREF(tb);
+                    ffi::PyErr_Restore(
+                        t,
+                        v,
+                        if tb == ffi::Py_None() {
+                            ffi::Py_DecRef(tb);
+                            ptr::null_mut()
+                        } else {
+                            tb
+                        },
+                    );
+                } else {
+                    py::raise(
+                        ffi::PyExc_TypeError,
+                        c"exc_info must be a (type, value, traceback) tuple",
+                    );
+                }
+                return ptr::null_mut();
+            }
+        } else if ex.status.is_some() && ex.headers_sent {
+            py::raise(
+                ffi::PyExc_AssertionError,
+                c"start_response() called again after headers were sent",
+            );
+            return ptr::null_mut();
+        } else if ex.status.is_some() {
+            py::raise(
+                ffi::PyExc_AssertionError,
+                c"start_response() called twice without exc_info",
+            );
+            return ptr::null_mut();
+        }
+        if ffi::PyUnicode_Check(status) == 0 {
+            py::raise(ffi::PyExc_TypeError, c"status must be a str");
+            return ptr::null_mut();
+        }
+        if ffi::PyList_Check(headers) == 0 {
+            py::raise(ffi::PyExc_TypeError, c"headers must be a list");
+            return ptr::null_mut();
+        }
+        ex.status = Some(Owned::from_borrowed(status));
+        ex.headers = Some(Owned::from_borrowed(headers));
+        ffi::Py_INCREF(ex.write_fn);
+        ex.write_fn
+    }
+}
+
+/// The `write(data)` callable returned by start_response (METH_O).
+///
+/// # Safety
+/// Called by CPython with the GIL held.
+pub unsafe extern "C" fn write(
+    _slf: *mut ffi::PyObject,
+    data: *mut ffi::PyObject,
+) -> *mut ffi::PyObject {
+    // SAFETY: as in start_response.
+    unsafe {
+        let ex = current();
+        if ex.is_null() {
+            py::raise(
+                ffi::PyExc_RuntimeError,
+                c"write() called outside of a request",
+            );
+            return ptr::null_mut();
+        }
+        let ex = &mut *ex;
+        if ffi::PyBytes_Check(data) == 0 {
+            py::raise(ffi::PyExc_TypeError, c"write() argument must be bytes");
+            return ptr::null_mut();
+        }
+        if ex.client_gone {
+            py::raise(ffi::PyExc_OSError, c"client disconnected");
+            return ptr::null_mut();
+        }
+        if !ex.headers_sent && ex.send_headers(None).is_err() {
+            return ptr::null_mut();
+        }
+        if ex.body(py::bytes_of(data)).is_err() {
+            py::raise(ffi::PyExc_OSError, c"client disconnected");
+            return ptr::null_mut();
+        }
+        ffi::Py_INCREF(ffi::Py_None());
+        ffi::Py_None()
+    }
+}

@@ -1,0 +1,71 @@
+"""capataz's Python-side helpers, loaded once per worker before the app.
+
+Kept deliberately small: loading the app and the wsgi.file_wrapper class.
+Everything on the request path is done in Rust (src/wsgi/).
+"""
+import importlib
+import importlib.machinery
+import importlib.util
+import io
+import os
+import sys
+
+
+class FileWrapper:
+    """PEP 3333 wsgi.file_wrapper.
+
+    capataz serves a FileWrapper whose file has a real fileno() with sendfile,
+    from the file's current offset. Iteration is the fallback for file-likes
+    without a descriptor.
+    """
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        data = self.filelike.read(self.blksize)
+        if data:
+            return data
+        raise StopIteration
+
+
+def load_app(module, wsgi_file, callable_name):
+    """Import the WSGI callable from `pkg.mod[:callable]` or a file path."""
+    if wsgi_file:
+        path = os.path.abspath(wsgi_file)
+        if not os.path.isfile(path):
+            raise FileNotFoundError("wsgi-file %r does not exist" % path)
+        directory = os.path.dirname(path)
+        if directory not in sys.path:
+            sys.path.insert(0, directory)
+        name = "capataz_wsgi_file"
+        loader = importlib.machinery.SourceFileLoader(name, path)
+        spec = importlib.util.spec_from_loader(name, loader)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        loader.exec_module(mod)
+        attr = callable_name
+        where = path
+    else:
+        modname, _, attr = module.partition(":")
+        attr = attr or callable_name
+        mod = importlib.import_module(modname)
+        where = modname
+    try:
+        app = getattr(mod, attr)
+    except AttributeError:
+        raise AttributeError("%s has no callable %r" % (where, attr)) from None
+    if not callable(app):
+        raise TypeError("%s:%s is not callable" % (where, attr))
+    return app
+
+
+def spooled_input(fd):
+    """wsgi.input for a body spooled to a temp file (owns and closes fd)."""
+    return io.open(fd, "rb", closefd=True)

@@ -1,0 +1,8 @@
+"""WSGI entry point: `--chdir tests/apps/djproject --module djproject.wsgi:application`."""
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "djproject.settings")
+
+application = get_wsgi_application()

@@ -1,0 +1,145 @@
+"""Threads and slow clients (DESIGN §2.2; issue 2 item 5).
+
+A slow client never holds a Python thread: heads and bodies are read by the
+I/O side first.  Timings here are coarse facts ("not delayed by seconds"),
+never speed claims.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+
+import pytest
+
+from support.rawhttp import Conn, ConnectionClosedEarly, request_bytes
+from support.server import plain_args
+
+
+def timed_get(port, target="/hello"):
+    started = time.monotonic()
+    with Conn(port, timeout=10) as conn:
+        conn.send(request_bytes("GET", target, headers=[("Connection", "close")]))
+        resp = conn.read_response()
+    assert resp.status == 200
+    return time.monotonic() - started
+
+
+@pytest.mark.timeout(90)
+def test_slow_header_clients_do_not_delay_others(server_factory):
+    """Issue 2 item 5: with threads = 2, 200 connections each sending one byte
+    of their head per second do not delay normal requests (median < 50 ms,
+    max < 500 ms over 50 requests); the slow ones are then served."""
+    s = server_factory(
+        plain_args("--processes", "1", "--threads", "2", "--listen", "1024", "--worker-connections", "1000")
+    )
+    head = request_bytes("GET", "/hello", headers=[("Connection", "close")])
+    slow = [Conn(s.port, timeout=10) for _ in range(200)]
+    stop = threading.Event()
+    sent = {"bytes": 0, "errors": []}
+
+    def trickle():
+        for i in range(5):  # ~5 s, one byte per connection per second
+            for conn in slow:
+                try:
+                    conn.send(head[i : i + 1])
+                except OSError as e:
+                    sent["errors"].append(repr(e))
+            sent["bytes"] = i + 1
+            if stop.wait(1.0):
+                return
+
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    latencies = []
+    for _ in range(50):  # spread over ~3 s, while the slow heads trickle in
+        latencies.append(timed_get(s.port))
+        time.sleep(0.05)
+    t.join(10)
+    stop.set()
+    assert not sent["errors"], sent["errors"][:5]
+    assert len(latencies) == 50
+    med, worst = statistics.median(latencies), max(latencies)
+    assert med < 0.050, f"median {med * 1000:.1f} ms with slow clients connected"
+    assert worst < 0.500, f"max {worst * 1000:.1f} ms with slow clients connected"
+
+    # The slow clients were not dropped (default header timeout is 30 s):
+    # finish their heads; each gets its answer.
+    served = 0
+    for conn in slow:
+        conn.send(head[5:])
+    for conn in slow:
+        try:
+            resp = conn.read_response(timeout=10)
+        except ConnectionClosedEarly:
+            continue
+        assert resp.status == 200 and resp.body == b"Hello, World!"
+        served += 1
+        conn.close()
+    assert served == 200, f"only {served}/200 slow clients were served"
+
+
+@pytest.mark.timeout(60)
+def test_slow_body_clients_do_not_hold_the_only_python_thread(server_factory):
+    """DESIGN §2.2: bodies are read completely before an app thread sees the
+    request, so 20 clients trickling a body do not block --threads 1."""
+    s = server_factory(plain_args("--processes", "1", "--threads", "1"))
+    body = b"0123456789" * 3
+    slow = []
+    for _ in range(20):
+        c = Conn(s.port, timeout=15)
+        c.send(b"POST /echo-raw HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
+        slow.append(c)
+    stop = threading.Event()
+
+    def trickle():
+        for i in range(len(body)):
+            for c in slow:
+                c.send(body[i : i + 1])
+            if stop.wait(0.1):
+                return
+
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    time.sleep(0.3)
+    latencies = [timed_get(s.port) for _ in range(20)]
+    t.join(10)
+    stop.set()
+    assert max(latencies) < 0.5, [round(x * 1000) for x in latencies]
+    for c in slow:
+        resp = c.read_response(timeout=10)
+        assert resp.body == body
+        c.close()
+
+
+@pytest.mark.timeout(60)
+def test_threads_run_requests_concurrently(server_factory):
+    """Issue 2 item 5: --threads 4 runs app calls concurrently: 8 clients x 10
+    requests to a 10 ms endpoint take well under the serial 800 ms."""
+    s = server_factory(plain_args("--processes", "1", "--threads", "4"))
+    # warm up: every app thread and the connection path
+    for _ in range(8):
+        timed_get(s.port, "/sleep?ms=1")
+
+    errors = []
+
+    def client():
+        try:
+            with Conn(s.port, timeout=10) as conn:
+                for _ in range(10):
+                    conn.send(request_bytes("GET", "/sleep?ms=10"))
+                    assert conn.read_response().status == 200
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    wall = time.monotonic() - started
+    assert not errors, errors
+    assert wall < 0.600, f"80 x 10 ms took {wall * 1000:.0f} ms: app threads did not overlap"
