@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 
 use super::conn::{Conn, Next};
-use super::poll::{Wait, READ};
+use super::poll::Wait;
 use super::{Shared, ThreadCx};
 
 /// Connections accepted per readiness event before re-arming the listener,
@@ -56,6 +56,7 @@ pub fn accept_ready(shared: &Shared, index: usize) {
     let lfd = listener.as_raw_fd();
     for _ in 0..ACCEPT_BATCH {
         if shared.open.load(Ordering::Relaxed) >= shared.max_connections {
+            let _ = shared.poller.pause_listener(lfd, index as u64);
             shared.pause_listener(index);
             tracing::warn!(
                 "worker-connections ({}) reached; pausing accept",
@@ -114,13 +115,13 @@ pub fn accept_ready(shared: &Shared, index: usize) {
         shared.open.fetch_add(1, Ordering::Relaxed);
         timer.park(&shared.clock, Wait::Idle, shared.header_timeout_ms);
         let token = Box::into_raw(conn) as u64;
-        if let Err(e) = shared.poller.add_oneshot(raw, token, READ) {
+        if let Err(e) = shared.poller.add_conn(raw, token) {
             tracing::warn!("epoll add: {e}");
             // SAFETY: the token was just made from a Box and never shared.
             close_conn(shared, unsafe { Box::from_raw(token as *mut Conn) });
         }
     }
-    let _ = shared.poller.rearm(lfd, index as u64, READ);
+    let _ = shared.poller.rearm_listener(lfd, index as u64);
 }
 
 fn close_conn(shared: &Shared, conn: Box<Conn>) {
@@ -145,7 +146,7 @@ pub fn handle_conn(cx: &mut ThreadCx<'_>, token: u64) {
             let fd = conn.raw_fd();
             conn.timer.park(&cx.shared.clock, wait, timeout_ms);
             // After rearm another thread may own the connection: no more access.
-            if cx.shared.poller.rearm(fd, token, events).is_err() {
+            if cx.shared.poller.rearm_conn(fd, token, events).is_err() {
                 // SAFETY: re-arming failed, so no other thread can receive it.
                 close_conn(cx.shared, unsafe { Box::from_raw(ptr) });
             }

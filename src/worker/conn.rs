@@ -80,6 +80,10 @@ pub struct Conn {
     out: Output,
     /// When the first byte of the current request head arrived (clock ms).
     head_started_ms: u64,
+    /// The last recv emptied the socket (a short read or EAGAIN), so after a
+    /// response with nothing buffered we can wait for readiness without
+    /// trying another recv that would only say EAGAIN.
+    socket_drained: bool,
 }
 
 enum Fill {
@@ -116,6 +120,7 @@ impl Conn {
             state: State::Head,
             out: Output::new(raw, send_timeout),
             head_started_ms: 0,
+            socket_drained: false,
         }
     }
 
@@ -140,6 +145,7 @@ impl Conn {
                 )
             };
             if n > 0 {
+                self.socket_drained = (n as usize) < spare.len();
                 // SAFETY: recv initialised n bytes of the spare capacity.
                 unsafe { self.rbuf.set_len(self.rbuf.len() + n as usize) };
                 return Ok(Fill::Data);
@@ -150,7 +156,10 @@ impl Conn {
             let e = io::Error::last_os_error();
             match e.kind() {
                 io::ErrorKind::Interrupted => continue,
-                io::ErrorKind::WouldBlock => return Ok(Fill::WouldBlock),
+                io::ErrorKind::WouldBlock => {
+                    self.socket_drained = true;
+                    return Ok(Fill::WouldBlock);
+                }
                 _ => return Err(e),
             }
         }
@@ -204,7 +213,16 @@ impl Conn {
                     let close_after = *close_after;
                     match self.out.write_nonblocking() {
                         Ok(WriteStatus::Done) if close_after => return Next::Close,
-                        Ok(WriteStatus::Done) => self.state = State::Head,
+                        Ok(WriteStatus::Done) => {
+                            self.state = State::Head;
+                            if self.rbuf.is_empty() && self.socket_drained && !expired {
+                                return Next::Park {
+                                    events: READ,
+                                    wait: Wait::Idle,
+                                    timeout_ms: cx.shared.keepalive_timeout_ms,
+                                };
+                            }
+                        }
                         Ok(WriteStatus::WouldBlock) if expired => return Next::Close,
                         Ok(WriteStatus::WouldBlock) => {
                             return Next::Park {

@@ -155,7 +155,7 @@ pub fn run() -> ! {
         tracing::error!("cannot install the SIGTERM handler: {e}");
         std::process::exit(1);
     }
-    let poller = match Poller::new() {
+    let poller = match Poller::new(cfg.threads == 1) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!("epoll: {e}");
@@ -202,11 +202,9 @@ pub fn run() -> ! {
     });
     for (i, (fd, meta)) in shared.listeners.iter().enumerate() {
         use std::os::fd::AsRawFd;
-        if let Err(e) = accept::set_nonblocking(fd.as_raw_fd()).and_then(|_| {
-            shared
-                .poller
-                .add_oneshot(fd.as_raw_fd(), i as u64, poll::READ)
-        }) {
+        if let Err(e) = accept::set_nonblocking(fd.as_raw_fd())
+            .and_then(|_| shared.poller.add_listener(fd.as_raw_fd(), i as u64))
+        {
             tracing::error!("listener {}: {e}", meta.address);
             std::process::exit(1);
         }
@@ -278,7 +276,7 @@ fn reaper(shared: &Shared) -> ! {
                 if paused.swap(false, Ordering::AcqRel) {
                     use std::os::fd::AsRawFd;
                     let fd = shared.listeners[i].0.as_raw_fd();
-                    let _ = shared.poller.rearm(fd, i as u64, poll::READ);
+                    let _ = shared.poller.resume_listener(fd, i as u64);
                 }
             }
         }

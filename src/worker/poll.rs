@@ -19,6 +19,11 @@ const ONESHOT: u32 = libc::EPOLLONESHOT as u32;
 
 pub struct Poller {
     epfd: OwnedFd,
+    /// Edge-triggered mode, for a single thread: connections are registered
+    /// once for both directions and never re-armed, saving an epoll_ctl per
+    /// request. With several threads, one-shot registrations hand each ready
+    /// connection to exactly one thread.
+    edge: bool,
 }
 
 fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
@@ -30,12 +35,13 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
 }
 
 impl Poller {
-    pub fn new() -> io::Result<Poller> {
+    pub fn new(edge: bool) -> io::Result<Poller> {
         // SAFETY: plain syscall; the returned fd is owned by OwnedFd.
         let fd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
         // SAFETY: fd was just created and is not owned elsewhere.
         Ok(Poller {
             epfd: unsafe { OwnedFd::from_raw_fd(fd) },
+            edge,
         })
     }
 
@@ -45,13 +51,53 @@ impl Poller {
         check(unsafe { libc::epoll_ctl(self.epfd.as_raw_fd(), op, fd, &mut ev) }).map(|_| ())
     }
 
-    /// Registers `fd`, one-shot: after one event it must be re-armed.
-    pub fn add_oneshot(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_ADD, fd, token, events | ONESHOT)
+    /// Registers a new connection, waiting to read.
+    pub fn add_conn(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        if self.edge {
+            self.ctl(
+                libc::EPOLL_CTL_ADD,
+                fd,
+                token,
+                READ | WRITE | libc::EPOLLET as u32,
+            )
+        } else {
+            self.ctl(libc::EPOLL_CTL_ADD, fd, token, READ | ONESHOT)
+        }
     }
 
-    pub fn rearm(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
-        self.ctl(libc::EPOLL_CTL_MOD, fd, token, events | ONESHOT)
+    /// Waits for `events` on a parked connection (a no-op in edge mode,
+    /// where both directions stay registered).
+    pub fn rearm_conn(&self, fd: RawFd, token: u64, events: u32) -> io::Result<()> {
+        if self.edge {
+            Ok(())
+        } else {
+            self.ctl(libc::EPOLL_CTL_MOD, fd, token, events | ONESHOT)
+        }
+    }
+
+    /// Registers a listener: level-triggered in edge mode (one thread), else one-shot.
+    pub fn add_listener(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let events = if self.edge { READ } else { READ | ONESHOT };
+        self.ctl(libc::EPOLL_CTL_ADD, fd, token, events)
+    }
+
+    /// After accepting: one-shot listeners must be re-armed.
+    pub fn rearm_listener(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        if self.edge {
+            Ok(())
+        } else {
+            self.ctl(libc::EPOLL_CTL_MOD, fd, token, READ | ONESHOT)
+        }
+    }
+
+    /// Stops reporting a listener until [`Self::resume_listener`].
+    pub fn pause_listener(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        self.ctl(libc::EPOLL_CTL_MOD, fd, token, 0)
+    }
+
+    pub fn resume_listener(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let events = if self.edge { READ } else { READ | ONESHOT };
+        self.ctl(libc::EPOLL_CTL_MOD, fd, token, events)
     }
 
     pub fn delete(&self, fd: RawFd) -> io::Result<()> {
