@@ -178,7 +178,9 @@ pub unsafe fn build(w: &Wsgi, req: Request<'_>) -> Option<(Owned, EnvironStats)>
             let s = &mut *s;
             let m = cached_str(&mut s.cache, method)?;
             set(e, &keys.request_method, &m)?;
-            percent_decode(span(buf, head.path), &mut s.path);
+            // An absolute-form target without a path ("http://h?q") means "/".
+            let raw_path = span(buf, head.path);
+            percent_decode(if raw_path.is_empty() { b"/" } else { raw_path }, &mut s.path);
             set(e, &keys.path_info, &py::latin1(&s.path)?)?;
 
             for h in req.headers {
