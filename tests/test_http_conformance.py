@@ -236,6 +236,7 @@ def test_http10_response_of_unknown_length_is_close_delimited(srv):
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") or head.startswith(b"HTTP/1.0 200"), head
     assert b"transfer-encoding" not in head.lower()
+    assert b"content-length" not in head.lower(), "DESIGN §6: several chunks on 1.0 -> close-delimited"
     assert body == b"".join((b"%d" % i) * 10 for i in range(5))
 
 

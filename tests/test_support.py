@@ -1,7 +1,7 @@
 """Self-tests of the suite's own machinery, which need no capataz binary:
 the raw-socket response parser, `Conn` against canned servers, the `Server`
-helper against a stand-in process, and the test apps under Werkzeug's test
-client (so a failure elsewhere is capataz's, not the app's).
+helper against a stand-in process, and the test apps under wsgiref and the
+Flask/Django test clients (so a failure elsewhere is capataz's, not the app's).
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ impl Master {
                 }
                 ExitKind::BootFailure => {
                     tracing::error!(
-                        "worker {} (pid: {}) could not load the app; stopping (see the traceback above)",
+                        "worker {} (pid: {}) could not load the app; stopping (the reason is above)",
                         exit.id,
                         exit.pid
                     );

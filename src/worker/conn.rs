@@ -172,7 +172,8 @@ impl Conn {
         } else {
             tracing::warn!("bad request from {}: {reason} ({status})", self.remote_addr);
         }
-        self.out.buf.extend_from_slice(h1::error_response(status));
+        let date = cx.clock.http_date();
+        super::output::push_error_response(&mut self.out.buf, status, &date);
         match self.out.write_nonblocking() {
             Ok(WriteStatus::Done) => {
                 // SAFETY: shutting down our own socket's write side.

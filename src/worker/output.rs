@@ -151,3 +151,33 @@ impl Output {
         Ok(len - left)
     }
 }
+
+/// Appends the canned error response for `status` with a `Date` field, which
+/// RFC 9110 §6.6.1 requires on 4xx responses from a server with a clock.
+pub fn push_error_response(out: &mut Vec<u8>, status: u16, date: &[u8]) {
+    let canned = capataz_proto::http1::error_response(status);
+    // The canned head ends at its first blank line; Date goes just before it.
+    let end = canned
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(canned.len(), |p| p + 2);
+    out.extend_from_slice(&canned[..end]);
+    out.extend_from_slice(b"Date: ");
+    out.extend_from_slice(date);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&canned[end..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::push_error_response;
+
+    #[test]
+    fn error_responses_carry_a_date() {
+        let mut out = Vec::new();
+        push_error_response(&mut out, 400, b"Wed, 25 Nov 2026 18:00:00 GMT");
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.starts_with("HTTP/1.1 400 Bad Request\r\n"));
+        assert!(text.contains("\r\nDate: Wed, 25 Nov 2026 18:00:00 GMT\r\n\r\nBad Request\n"));
+    }
+}

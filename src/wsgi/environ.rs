@@ -180,7 +180,10 @@ pub unsafe fn build(w: &Wsgi, req: Request<'_>) -> Option<(Owned, EnvironStats)>
             set(e, &keys.request_method, &m)?;
             // An absolute-form target without a path ("http://h?q") means "/".
             let raw_path = span(buf, head.path);
-            percent_decode(if raw_path.is_empty() { b"/" } else { raw_path }, &mut s.path);
+            percent_decode(
+                if raw_path.is_empty() { b"/" } else { raw_path },
+                &mut s.path,
+            );
             set(e, &keys.path_info, &py::latin1(&s.path)?)?;
 
             for h in req.headers {

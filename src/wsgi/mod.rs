@@ -455,39 +455,26 @@ impl Wsgi {
                             );
                             return Err(());
                         }
-                        // Empty chunks carry nothing; skipping them keeps the
-                        // single-chunk lookahead honest.
+                        // Empty chunks carry nothing (and must not delay the
+                        // head, PEP 3333): skip them.
                         Some(chunk) if ffi::PyBytes_Size(chunk.as_ptr()) == 0 => continue,
                         Some(chunk) => return Ok(Some(chunk)),
                     }
                 }
             };
-            if !ex.headers_sent {
-                // Lookahead of one chunk: a single-chunk body gets a Content-Length.
-                let Some(first) = next(&iter)? else {
-                    ex.send_headers(Some(0))?;
-                    ex.finish();
-                    return Ok(());
-                };
-                let second = next(&iter)?;
-                if ex.headers_sent {
-                    // write() was used during iteration; keep its framing.
-                } else if second.is_none() {
-                    ex.send_headers(Some(ffi::PyBytes_Size(first.as_ptr()) as u64))?;
-                } else {
+            // PEP 3333: the head goes out with the first non-empty chunk, and
+            // no chunk is held back waiting for the next one. So only lists
+            // and tuples (whose length is known up front) get a
+            // Content-Length from us; other iterables stream.
+            while let Some(chunk) = next(&iter)? {
+                if !ex.headers_sent {
                     ex.send_headers(None)?;
                 }
-                ex.body(py::bytes_of(first.as_ptr()))?;
-                match second {
-                    None => {
-                        ex.finish();
-                        return Ok(());
-                    }
-                    Some(second) => ex.body(py::bytes_of(second.as_ptr()))?,
-                }
-            }
-            while let Some(chunk) = next(&iter)? {
                 ex.body(py::bytes_of(chunk.as_ptr()))?;
+                ex.send_now()?;
+            }
+            if !ex.headers_sent {
+                ex.send_headers(Some(0))?;
             }
             ex.finish();
             Ok(())

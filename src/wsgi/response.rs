@@ -102,9 +102,8 @@ impl<'o> Exchange<'o> {
     /// Replaces whatever this response produced with a canned error page.
     pub fn fail(&mut self, code: u16) {
         self.out.buf.truncate(self.resp_start);
-        let canned = h1::error_response(code);
-        self.headers_bytes = canned.len();
-        self.out.buf.extend_from_slice(canned);
+        crate::worker::output::push_error_response(&mut self.out.buf, code, self.date);
+        self.headers_bytes = self.out.buf.len() - self.resp_start;
         self.code = code;
         self.keep_alive = false;
         self.headers_sent = true;
@@ -341,6 +340,21 @@ impl<'o> Exchange<'o> {
         }
     }
 
+    /// Streaming: sends what is buffered now if the socket takes it, so a
+    /// generator's chunks reach the client as they are produced. Never waits.
+    pub fn send_now(&mut self) -> Result<(), ()> {
+        match self.out.write_nonblocking() {
+            Ok(_) => {
+                self.resp_start = 0;
+                Ok(())
+            }
+            Err(_) => {
+                self.client_gone = true;
+                Err(())
+            }
+        }
+    }
+
     /// # Safety
     /// The GIL is held; it is released during the write.
     pub unsafe fn flush_without_gil(&mut self) -> Result<(), ()> {
@@ -558,7 +572,7 @@ pub unsafe extern "C" fn write(
         if !ex.headers_sent && ex.send_headers(None).is_err() {
             return ptr::null_mut();
         }
-        if ex.body(py::bytes_of(data)).is_err() {
+        if ex.body(py::bytes_of(data)).is_err() || ex.send_now().is_err() {
             py::raise(ffi::PyExc_OSError, c"client disconnected");
             return ptr::null_mut();
         }

@@ -28,7 +28,6 @@ Endpoints (PATH_INFO):
   /status?code=N         responds with that status
 """
 
-import atexit
 import hashlib
 import json
 import os
@@ -50,25 +49,21 @@ def file_bytes():
     return bytes((i * 7 + i // 256) % 256 for i in range(FILE_SIZE))
 
 
-_FILE_PATH = os.path.join(tempfile.gettempdir(), f"capataz-test-file-{os.getpid()}.bin")
-
-
-def _remove_file():
-    try:
-        os.unlink(_FILE_PATH)
-    except OSError:
-        pass
-
-
-atexit.register(_remove_file)
+# One file shared by every worker and run: its content is deterministic, and
+# it is written atomically, so concurrent writers are harmless.
+_FILE_PATH = os.path.join(tempfile.gettempdir(), f"capataz-test-file-{FILE_SIZE}.bin")
 
 
 def _file_path():
-    if not os.path.exists(_FILE_PATH):
-        tmp = _FILE_PATH + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(file_bytes())
-        os.replace(tmp, _FILE_PATH)
+    try:
+        if os.path.getsize(_FILE_PATH) == FILE_SIZE:
+            return _FILE_PATH
+    except OSError:
+        pass
+    tmp = f"{_FILE_PATH}.{os.getpid()}.{threading.get_ident()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(file_bytes())
+    os.replace(tmp, _FILE_PATH)
     return _FILE_PATH
 
 

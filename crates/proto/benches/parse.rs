@@ -33,6 +33,15 @@ fn request_head(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(input.len() as u64));
         // Reused across iterations, as the server reuses it across requests.
         let mut headers = Vec::with_capacity(limits.max_headers);
+        // Measure the accept path: a rejected input (e.g. no Host on 1.1) would
+        // benchmark the error path instead.
+        assert!(
+            matches!(
+                parse_request_head(input, &limits, &mut headers),
+                Ok(Some(_))
+            ),
+            "{name} must be a valid request"
+        );
         group.bench_function(name, |b| {
             b.iter(|| parse_request_head(black_box(input), &limits, &mut headers))
         });

@@ -73,11 +73,12 @@ proptest! {
         fields in proptest::collection::vec(any::<u8>(), 0..512),
         chunked in any::<bool>(),
     ) {
-        // Behind a valid request line, so the header and framing code is reached.
+        // Behind a valid request line and Host, so the header and framing code is
+        // reached.
         let line: &[u8] = if chunked {
-            b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+            b"POST /x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
         } else {
-            b"GET /x?y HTTP/1.1\r\n"
+            b"GET /x?y HTTP/1.1\r\nHost: x\r\n"
         };
         let input = [line, &fields[..], b"\r\n\r\n"].concat();
         let mut headers = Vec::new();
@@ -131,16 +132,26 @@ proptest! {
             0..20,
         ),
         http10 in any::<bool>(),
+        host_name in prop::sample::select(&["Host", "host", "HOST", "hOsT"][..]),
+        host_value in "([A-Za-z0-9.-]{1,30}(:[0-9]{1,5})?)?",
+        host_at in any::<prop::sample::Index>(),
+        host_on_http10 in any::<bool>(),
         cut in any::<prop::sample::Index>(),
     ) {
-        let fields: Vec<(String, Vec<u8>)> = fields
+        let mut fields: Vec<(String, Vec<u8>)> = fields
             .into_iter()
             .filter(|(name, _)| {
-                !["content-length", "transfer-encoding"].contains(&name.to_ascii_lowercase().as_str())
+                !["content-length", "transfer-encoding", "host"].contains(&name.to_ascii_lowercase().as_str())
             })
             // Values as latin-1 bytes, so obs-text is exercised too.
             .map(|(name, value)| (name, value.chars().map(|c| c as u32 as u8).collect()))
             .collect();
+        // Exactly one Host, anywhere among the fields: required on 1.1 (RFC 9112 §3.2),
+        // optional on 1.0.
+        if !http10 || host_on_http10 {
+            let at = host_at.index(fields.len() + 1);
+            fields.insert(at, (host_name.to_string(), host_value.into_bytes()));
+        }
         let target = match &query {
             Some(q) => format!("{path}?{q}"),
             None => path.clone(),
@@ -175,4 +186,23 @@ proptest! {
         let cut = cut.index(request.len());
         prop_assert_eq!(parse_request_head(&request[..cut], &limits, &mut headers), Ok(None));
     }
+}
+
+/// The request_head fuzz seeds are meant to be accepted requests, so that the fuzzer
+/// starts from inputs that get past the head parser's checks.
+#[test]
+fn request_head_fuzz_seeds_are_accepted() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/request_head");
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(dir).expect("seed dir") {
+        let path = entry.expect("seed entry").path();
+        let input = std::fs::read(&path).expect("seed file");
+        let mut headers = Vec::new();
+        for limits in [Limits::default(), small_limits()] {
+            let head = parse_request_head(&input, &limits, &mut headers);
+            assert!(matches!(head, Ok(Some(_))), "{}: {head:?}", path.display());
+        }
+        seeds += 1;
+    }
+    assert!(seeds > 0, "no seeds in {dir}");
 }

@@ -139,6 +139,12 @@ pub enum ParseError {
     /// The version is not `HTTP/1.0` or `HTTP/1.1`.
     #[error("unsupported HTTP version")]
     UnsupportedVersion,
+    /// An HTTP/1.1 request without a Host field (RFC 9112 §3.2: MUST be 400).
+    #[error("missing Host header")]
+    MissingHost,
+    /// More than one Host field line (RFC 9112 §3.2: MUST be 400).
+    #[error("more than one Host header")]
+    DuplicateHost,
     /// A header name has an invalid byte, whitespace before the colon, or is an
     /// obs-fold continuation line.
     #[error("invalid header name")]
@@ -205,6 +211,8 @@ impl ParseError {
             ParseError::InvalidRequestLine => "malformed request line",
             ParseError::InvalidTarget => "invalid request target",
             ParseError::UnsupportedVersion => "unsupported HTTP version",
+            ParseError::MissingHost => "missing Host header",
+            ParseError::DuplicateHost => "more than one Host header",
             ParseError::InvalidHeaderName => "invalid header name",
             ParseError::InvalidHeaderValue => "invalid header value",
             ParseError::InvalidContentLength => "invalid Content-Length",

@@ -100,6 +100,15 @@ pub fn parse_request_head(
         fields.observe(i as u16, h.name.as_bytes(), value)?;
     }
 
+    // RFC 9112 §3.2: "A server MUST respond with a 400 (Bad Request) status code to
+    // any HTTP/1.1 request message that lacks a Host header field and to any request
+    // message that contains more than one Host header field line".
+    if fields.hosts > 1 {
+        return Err(ParseError::DuplicateHost);
+    }
+    if fields.hosts == 0 && version == Version::Http11 {
+        return Err(ParseError::MissingHost);
+    }
     let framing = fields.framing(version)?;
     if let (BodyFraming::Length(n), Some(max)) = (framing, limits.max_body) {
         if n > max {
@@ -297,6 +306,8 @@ struct FieldSummary {
     connection_close: bool,
     connection_keep_alive: bool,
     expect_continue: bool,
+    /// Host field lines seen.
+    hosts: u32,
 }
 
 impl FieldSummary {
@@ -342,6 +353,9 @@ impl FieldSummary {
                 && value.eq_ignore_ascii_case(b"100-continue") =>
             {
                 self.expect_continue = true;
+            }
+            4 if name.eq_ignore_ascii_case(b"host") => {
+                self.hosts = self.hosts.saturating_add(1);
             }
             12 if name.eq_ignore_ascii_case(b"content-type") => {
                 self.content_type_idx.get_or_insert(idx);

@@ -49,7 +49,7 @@ fn hex_sizes_any_case() {
 
 #[test]
 fn stops_at_the_end_of_the_body() {
-    let input = b"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+    let input = b"3\r\nabc\r\n0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
     assert_eq!(decode(input), (b"abc".to_vec(), 13));
     // Called again once finished, it consumes nothing.
     let mut d = ChunkedDecoder::new(&Limits::default());

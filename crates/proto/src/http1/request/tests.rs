@@ -82,7 +82,7 @@ fn browser_request() {
 
 #[test]
 fn pipelined_requests_in_one_buffer() {
-    let buf = b"POST /a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\n\r\n";
+    let buf = b"POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET /b HTTP/1.1\r\nHost: b\r\n\r\n";
     let (first, _) = parse(buf);
     assert_eq!(first.framing, BodyFraming::Length(5));
     assert_eq!(&buf[first.len..first.len + 5], b"hello");
@@ -90,7 +90,7 @@ fn pipelined_requests_in_one_buffer() {
     let (second, headers) = parse(rest);
     assert_eq!(second.len, rest.len());
     assert_eq!(text(rest, second.path), "/b");
-    assert!(headers.is_empty());
+    assert_eq!(fields(rest, &headers), [("Host", "b")]);
 }
 
 #[test]
@@ -102,7 +102,7 @@ fn headers_vec_is_cleared_and_reused() {
         .unwrap()
         .unwrap();
     assert_eq!(headers.len(), 13);
-    let tiny = b"GET / HTTP/1.1\r\nA: b\r\n\r\n";
+    let tiny = b"GET / HTTP/1.1\r\nHost: b\r\n\r\n";
     parse_request_head(tiny, &limits, &mut headers)
         .unwrap()
         .unwrap();
@@ -127,14 +127,14 @@ fn value_ows_is_trimmed_and_empty_values_kept() {
 
 #[test]
 fn obs_text_in_values_is_kept_raw() {
-    let buf = b"GET / HTTP/1.1\r\nX-Name: caf\xe9\r\n\r\n";
+    let buf = b"GET / HTTP/1.1\r\nX-Name: caf\xe9\r\nHost: x\r\n\r\n";
     let (_, headers) = parse(buf);
     assert_eq!(span(buf, headers[0].value), b"caf\xe9");
 }
 
 #[test]
 fn leading_crlfs_are_skipped() {
-    let buf = b"\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+    let buf = b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n";
     let (head, _) = parse(buf);
     assert_eq!(head.len, buf.len());
     assert_eq!(head.method, (4, 7));
@@ -154,13 +154,13 @@ fn query_splitting() {
         ("/%7Euser/a%20b?q=%20", "/%7Euser/a%20b", "q=%20"),
         ("//double", "//double", ""),
     ] {
-        let buf = format!("GET {target} HTTP/1.1\r\n\r\n");
+        let buf = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
         let buf = buf.as_bytes();
         let (head, _) = parse(buf);
         assert_eq!(text(buf, head.target), target);
         assert_eq!((text(buf, head.path), text(buf, head.query)), (path, query));
     }
-    let buf = b"GET /a HTTP/1.1\r\n\r\n";
+    let buf = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
     let (head, _) = parse(buf);
     assert_eq!(head.query.0, head.query.1, "no '?' gives an empty span");
 }
@@ -189,15 +189,15 @@ fn absolute_form_targets() {
 
 #[test]
 fn asterisk_and_authority_form() {
-    let buf = b"OPTIONS * HTTP/1.1\r\n\r\n";
+    let buf = b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n";
     let (head, _) = parse(buf);
     assert_eq!((text(buf, head.path), text(buf, head.query)), ("*", ""));
-    let buf = b"CONNECT example.com:443 HTTP/1.1\r\n\r\n";
+    let buf = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
     let (head, _) = parse(buf);
     assert_eq!(text(buf, head.path), "example.com:443");
     for bad in [
-        &b"GET example.com:443 HTTP/1.1\r\n\r\n"[..],
-        b"GET a/b HTTP/1.1\r\n\r\n",
+        &b"GET example.com:443 HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"GET a/b HTTP/1.1\r\nHost: x\r\n\r\n",
     ] {
         assert_eq!(err(bad), ParseError::InvalidTarget);
     }
@@ -206,18 +206,27 @@ fn asterisk_and_authority_form() {
 #[test]
 fn keep_alive_rules() {
     for (req, keep_alive) in [
-        ("GET / HTTP/1.1\r\n\r\n", true),
-        ("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", false),
-        ("GET / HTTP/1.1\r\nConnection: CLOSE\r\n\r\n", false),
+        ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", true),
         (
-            "GET / HTTP/1.1\r\nConnection: keep-alive, Close\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             false,
         ),
         (
-            "GET / HTTP/1.1\r\nConnection: upgrade\r\nConnection: close\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: CLOSE\r\n\r\n",
             false,
         ),
-        ("GET / HTTP/1.1\r\nConnection: closed\r\n\r\n", true),
+        (
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Close\r\n\r\n",
+            false,
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nConnection: close\r\n\r\n",
+            false,
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: closed\r\n\r\n",
+            true,
+        ),
         ("GET / HTTP/1.0\r\n\r\n", false),
         ("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", true),
         (
@@ -242,11 +251,17 @@ fn keep_alive_rules() {
 fn expect_continue() {
     for (req, expect) in [
         (
-            "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
             true,
         ),
-        ("POST / HTTP/1.1\r\nEXPECT:  100-Continue \r\n\r\n", true),
-        ("POST / HTTP/1.1\r\nExpect: something-else\r\n\r\n", false),
+        (
+            "POST / HTTP/1.1\r\nHost: x\r\nEXPECT:  100-Continue \r\n\r\n",
+            true,
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: x\r\nExpect: something-else\r\n\r\n",
+            false,
+        ),
         ("POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n", false),
     ] {
         let (head, _) = parse(req.as_bytes());
@@ -267,23 +282,23 @@ content-type: c/d\r\n\r\n";
 #[test]
 fn identical_content_lengths_are_accepted() {
     for req in [
-        &b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"[..],
-        b"POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\n",
-        b"POST / HTTP/1.1\r\nContent-Length: 005\r\n\r\n",
+        &b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\n",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 005\r\n\r\n",
     ] {
         let (head, _) = parse(req);
         assert_eq!(head.framing, BodyFraming::Length(5));
-        assert_eq!(head.content_length_idx, Some(0));
+        assert_eq!(head.content_length_idx, Some(1));
     }
-    let (head, _) = parse(b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    let (head, _) = parse(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n");
     assert_eq!(head.framing, BodyFraming::Length(0));
 }
 
 #[test]
 fn differing_content_lengths_are_rejected() {
     for req in [
-        &b"POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"[..],
-        b"POST / HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n",
+        &b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 6\r\n\r\n",
     ] {
         assert_eq!(err(req), ParseError::ConflictingContentLength);
     }
@@ -303,21 +318,22 @@ fn malformed_content_length() {
         "5 5",
         "18446744073709551616",
     ] {
-        let req = format!("POST / HTTP/1.1\r\nContent-Length: {value}\r\n\r\n");
+        let req = format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {value}\r\n\r\n");
         assert_eq!(
             err(req.as_bytes()),
             ParseError::InvalidContentLength,
             "{value:?}"
         );
     }
-    let (head, _) = parse(b"POST / HTTP/1.1\r\nContent-Length: 18446744073709551615\r\n\r\n");
+    let (head, _) =
+        parse(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 18446744073709551615\r\n\r\n");
     assert_eq!(head.framing, BodyFraming::Length(u64::MAX));
 }
 
 #[test]
 fn chunked_transfer_encoding() {
     for value in ["chunked", "Chunked", "CHUNKED", "chunked,", " , chunked"] {
-        let req = format!("POST / HTTP/1.1\r\nTransfer-Encoding: {value}\r\n\r\n");
+        let req = format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {value}\r\n\r\n");
         let (head, _) = parse(req.as_bytes());
         assert_eq!(head.framing, BodyFraming::Chunked, "{value:?}");
     }
@@ -333,7 +349,7 @@ fn unsupported_transfer_encodings() {
         "identity",
         "",
     ] {
-        let req = format!("POST / HTTP/1.1\r\nTransfer-Encoding: {value}\r\n\r\n");
+        let req = format!("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {value}\r\n\r\n");
         assert_eq!(
             err(req.as_bytes()),
             ParseError::UnsupportedTransferEncoding,
@@ -341,15 +357,15 @@ fn unsupported_transfer_encodings() {
         );
     }
     let two =
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n";
     assert_eq!(err(two), ParseError::UnsupportedTransferEncoding);
 }
 
 #[test]
 fn content_length_with_transfer_encoding() {
     for req in [
-        &b"POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
-        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        &b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
     ] {
         assert_eq!(err(req), ParseError::ContentLengthWithTransferEncoding);
     }
@@ -376,8 +392,8 @@ fn whitespace_before_colon() {
 #[test]
 fn obs_fold_is_rejected() {
     for req in [
-        &b"GET / HTTP/1.1\r\nX-A: a\r\n b\r\n\r\n"[..],
-        b"GET / HTTP/1.1\r\nX-A: a\r\n\tb\r\n\r\n",
+        &b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\r\n\tb\r\n\r\n",
         b"GET / HTTP/1.1\r\n Host: x\r\n\r\n",
     ] {
         assert_eq!(err(req), ParseError::InvalidHeaderName, "{req:?}");
@@ -387,9 +403,9 @@ fn obs_fold_is_rejected() {
 #[test]
 fn bad_header_names() {
     for req in [
-        &b"GET / HTTP/1.1\r\n: x\r\n\r\n"[..],
-        b"GET / HTTP/1.1\r\nX(A): x\r\n\r\n",
-        b"GET / HTTP/1.1\r\nNoColon\r\n\r\n",
+        &b"GET / HTTP/1.1\r\nHost: x\r\n: x\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\nX(A): x\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n",
     ] {
         assert_eq!(err(req).status(), 400, "{req:?}");
     }
@@ -398,15 +414,15 @@ fn bad_header_names() {
 #[test]
 fn control_bytes_in_values() {
     for req in [
-        &b"GET / HTTP/1.1\r\nX-A: a\rb\r\n\r\n"[..],
-        b"GET / HTTP/1.1\r\nX-A: a\0b\r\n\r\n",
-        b"GET / HTTP/1.1\r\nX-A: a\x01b\r\n\r\n",
+        &b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\0b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x01b\r\n\r\n",
     ] {
         assert_eq!(err(req), ParseError::InvalidHeaderValue, "{req:?}");
     }
     // An LF inside a value ends the line early: caught as a bare LF.
     assert_eq!(
-        err(b"GET / HTTP/1.1\r\nX-A: a\nb: c\r\n\r\n"),
+        err(b"GET / HTTP/1.1\r\nHost: x\r\nX-A: a\nb: c\r\n\r\n"),
         ParseError::BareLineEnding
     );
 }
@@ -418,9 +434,9 @@ fn bare_lf_is_rejected_everywhere() {
         b"GET / HTTP/1.1\r\nHost: x\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\n\n",
         b"GET / HTTP/1.1\n\n",
-        b"\nGET / HTTP/1.1\r\n\r\n",
-        b"\r\n\nGET / HTTP/1.1\r\n\r\n",
-        b"\rGET / HTTP/1.1\r\n\r\n",
+        b"\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\r\n\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"\rGET / HTTP/1.1\r\nHost: x\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: x\r\n\rX",
     ] {
         assert_eq!(err(req), ParseError::BareLineEnding, "{req:?}");
@@ -432,7 +448,7 @@ fn unknown_versions() {
     for version in [
         "HTTP/2.0", "HTTP/1.2", "HTTP/0.9", "http/1.1", "HTTP/1", "HTTP/2",
     ] {
-        let req = format!("GET / {version}\r\n\r\n");
+        let req = format!("GET / {version}\r\nHost: x\r\n\r\n");
         assert_eq!(
             err(req.as_bytes()),
             ParseError::UnsupportedVersion,
@@ -440,28 +456,93 @@ fn unknown_versions() {
         );
     }
     // httparse reads "HTTP/1.1" and then finds no CRLF.
-    assert_eq!(err(b"GET / HTTP/1.10\r\n\r\n").status(), 400);
-    assert_eq!(err(b"GET /\r\n\r\n").status(), 400);
+    assert_eq!(err(b"GET / HTTP/1.10\r\nHost: x\r\n\r\n").status(), 400);
+    assert_eq!(err(b"GET /\r\nHost: x\r\n\r\n").status(), 400);
 }
 
 #[test]
 fn method_must_be_a_token() {
     for req in [
-        &b"GE(T / HTTP/1.1\r\n\r\n"[..],
-        b"G\"T / HTTP/1.1\r\n\r\n",
-        b" GET / HTTP/1.1\r\n\r\n",
-        b"GET  / HTTP/1.1\r\n\r\n",
+        &b"GE(T / HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"G\"T / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b" GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
     ] {
         assert_eq!(err(req), ParseError::InvalidRequestLine, "{req:?}");
     }
-    let (head, _) = parse(b"M-SEARCH * HTTP/1.1\r\n\r\n");
+    let (head, _) = parse(b"M-SEARCH * HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(head.method, (0, 8));
 }
 
 #[test]
-fn missing_or_empty_host_is_accepted() {
-    parse(b"GET / HTTP/1.1\r\n\r\n");
-    parse(b"GET / HTTP/1.1\r\nHost:\r\n\r\n");
+fn missing_host_on_http11_is_rejected() {
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host MUST get a 400.
+    for req in [
+        &b"GET / HTTP/1.1\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nX-Host: x\r\nHosts: x\r\nHos: x\r\n\r\n",
+        b"GET http://example.com/ HTTP/1.1\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello",
+    ] {
+        let e = err(req);
+        assert_eq!((e, e.status()), (ParseError::MissingHost, 400), "{req:?}");
+    }
+}
+
+#[test]
+fn missing_host_on_http10_is_accepted() {
+    let buf = b"GET / HTTP/1.0\r\n\r\n";
+    let (head, headers) = parse(buf);
+    assert_eq!(head.len, buf.len());
+    assert_eq!(head.version, Version::Http10);
+    assert!(headers.is_empty());
+    let (head, _) = parse(b"POST /a HTTP/1.0\r\nContent-Length: 3\r\n\r\n");
+    assert_eq!(head.framing, BodyFraming::Length(3));
+}
+
+#[test]
+fn duplicate_host_is_rejected() {
+    // RFC 9112 §3.2: more than one Host field line is a 400 whatever the version,
+    // even when the values agree or are empty.
+    for version in ["HTTP/1.0", "HTTP/1.1"] {
+        for fields in [
+            "Host: a\r\nHost: b\r\n",
+            "Host: a\r\nHost: a\r\n",
+            "Host: a\r\nX-A: 1\r\nhost: a\r\n",
+            "Host:\r\nHost:\r\n",
+            "Host: a\r\nHost: b\r\nHost: c\r\n",
+        ] {
+            let req = format!("GET / {version}\r\n{fields}\r\n");
+            let e = err(req.as_bytes());
+            assert_eq!((e, e.status()), (ParseError::DuplicateHost, 400), "{req:?}");
+        }
+    }
+}
+
+#[test]
+fn empty_host_on_http11_is_accepted() {
+    // RFC 9112 §3.2: an empty Host is allowed when the target has no authority.
+    for buf in [
+        &b"GET / HTTP/1.1\r\nHost:\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: \t \r\n\r\n",
+    ] {
+        let (head, headers) = parse(buf);
+        assert_eq!(head.len, buf.len());
+        assert_eq!(head.version, Version::Http11);
+        assert_eq!(fields(buf, &headers), [("Host", "")]);
+    }
+}
+
+#[test]
+fn host_name_is_case_insensitive() {
+    for name in ["host", "HOST", "hOsT"] {
+        let buf = format!("GET / HTTP/1.1\r\n{name}: example.com\r\n\r\n");
+        let buf = buf.as_bytes();
+        let (_, headers) = parse(buf);
+        assert_eq!(fields(buf, &headers), [(name, "example.com")]);
+        let dup = format!("GET / HTTP/1.1\r\nHost: a\r\n{name}: b\r\n\r\n");
+        assert_eq!(err(dup.as_bytes()), ParseError::DuplicateHost, "{name}");
+    }
 }
 
 fn limits(f: impl FnOnce(&mut Limits)) -> Limits {
@@ -474,10 +555,10 @@ fn limits(f: impl FnOnce(&mut Limits)) -> Limits {
 fn request_line_limit() {
     let l = limits(|l| l.max_request_line = 20);
     // "GET /aaaaa HTTP/1.1" is 19 bytes, then 20 (the cap), then 21.
-    parse_with(b"GET /aaaaa HTTP/1.1\r\n\r\n", &l).unwrap();
-    parse_with(b"GET /aaaaaa HTTP/1.1\r\n\r\n", &l).unwrap();
+    parse_with(b"GET /aaaaa HTTP/1.1\r\nHost: x\r\n\r\n", &l).unwrap();
+    parse_with(b"GET /aaaaaa HTTP/1.1\r\nHost: x\r\n\r\n", &l).unwrap();
     assert_eq!(
-        err_with(b"GET /aaaaaaa HTTP/1.1\r\n\r\n", &l),
+        err_with(b"GET /aaaaaaa HTTP/1.1\r\nHost: x\r\n\r\n", &l),
         ParseError::RequestLineTooLong
     );
     assert_eq!(ParseError::RequestLineTooLong.status(), 414);
@@ -498,17 +579,20 @@ fn request_line_limit() {
 
 #[test]
 fn header_count_limit() {
+    // Host counts as one of the fields.
     let l = limits(|l| l.max_headers = 3);
-    parse_with(b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", &l).unwrap();
+    let (_, headers) =
+        parse_with(b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\n\r\n", &l).unwrap();
+    assert_eq!(headers.len(), 3);
     let e = err_with(
-        b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n",
         &l,
     );
     assert_eq!((e, e.status()), (ParseError::TooManyHeaders, 431));
     // Above the stack slots, the heap fallback applies the same cap.
     let l = limits(|l| l.max_headers = 200);
-    let mut req = b"GET / HTTP/1.1\r\n".to_vec();
-    for i in 0..200 {
+    let mut req = b"GET / HTTP/1.1\r\nHost: x\r\n".to_vec();
+    for i in 0..199 {
         req.extend_from_slice(format!("X-{i}: {i}\r\n").as_bytes());
     }
     let mut headers = Vec::new();
@@ -531,12 +615,12 @@ fn header_count_limit() {
 #[test]
 fn header_field_limit() {
     let l = limits(|l| l.max_header_field = 10);
-    parse_with(b"GET / HTTP/1.1\r\nAbcd: 1234\r\n\r\n", &l).unwrap();
-    let e = err_with(b"GET / HTTP/1.1\r\nAbcd: 12345\r\n\r\n", &l);
+    parse_with(b"GET / HTTP/1.1\r\nHost: x\r\nAbcd: 1234\r\n\r\n", &l).unwrap();
+    let e = err_with(b"GET / HTTP/1.1\r\nHost: x\r\nAbcd: 12345\r\n\r\n", &l);
     assert_eq!((e, e.status()), (ParseError::HeaderFieldTooLong, 431));
     // Detected while partial.
     let mut headers = Vec::new();
-    let long = b"GET / HTTP/1.1\r\nAbcd: 1234567890";
+    let long = b"GET / HTTP/1.1\r\nHost: x\r\nAbcd: 1234567890";
     assert_eq!(
         parse_request_head(long, &l, &mut headers),
         Err(ParseError::HeaderFieldTooLong)
@@ -554,7 +638,12 @@ fn head_size_limit() {
     // Detected while partial, and for a flood of leading CRLFs.
     let l = limits(|l| l.max_head = 40);
     let mut headers = Vec::new();
-    let partial = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE";
+    let partial = b"GET / HTTP/1.1\r\nHost: x\r\nB: 2\r\nC: 3\r\nD: 4";
+    assert_eq!(partial.len(), 41);
+    assert_eq!(
+        parse_request_head(&partial[..40], &l, &mut headers),
+        Ok(None)
+    );
     assert_eq!(
         parse_request_head(partial, &l, &mut headers),
         Err(ParseError::HeadTooLarge)
@@ -568,9 +657,16 @@ fn head_size_limit() {
 #[test]
 fn body_size_limit() {
     let l = limits(|l| l.max_body = Some(10));
-    let (head, _) = parse_with(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n", &l).unwrap();
+    let (head, _) = parse_with(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n",
+        &l,
+    )
+    .unwrap();
     assert_eq!(head.framing, BodyFraming::Length(10));
-    let e = err_with(b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n", &l);
+    let e = err_with(
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\n\r\n",
+        &l,
+    );
     assert_eq!((e, e.status()), (ParseError::BodyTooLarge, 413));
 }
 
@@ -588,6 +684,8 @@ fn every_error_has_a_status_and_reason() {
         InvalidRequestLine,
         InvalidTarget,
         UnsupportedVersion,
+        MissingHost,
+        DuplicateHost,
         InvalidHeaderName,
         InvalidHeaderValue,
         InvalidContentLength,
