@@ -10,13 +10,15 @@ Environment:
   WORKLOADS   comma list, default hello,get10k,post10k,stream,sleep10,hello-2proc,hello-log
   DURATION    seconds per measured wrk run (default 10)
   WARMUP      seconds of the warm-up wrk run before each measured run (default 2)
-  REPEAT      rounds per (server, workload), servers interleaved; the median is
-              reported (default 1)
+  REPEAT      rounds per (server, workload), servers interleaved (default 1)
+  AGG         best (default): report each row's best round, the least disturbed;
+              median: report medians of the rounds
   CAPATAZ_BIN path of the capataz binary (default <repo>/target/release/capataz)
   GRANIAN_TUNE  1 (default): sweep granian's settings on hello and use the best;
                 0: use GRANIAN_OPTS (or the built-in default setting) as is
   GRANIAN_OPTS  granian options for the one-process rows when GRANIAN_TUNE=0
   TUNE_DURATION seconds per granian sweep run (default 5)
+  TUNE_ROUNDS   rounds of the granian sweep; each setting scores its best (default 2)
   RESULTS     output markdown path (default bench/results-<date>.md)
   KEEP_TMP    1: keep the temp dir with the servers' stderr and the access log
 """
@@ -61,10 +63,8 @@ GRANIAN_BASE = ["--interface", "wsgi", "--no-log", "--no-access-log"]
 GRANIAN_CANDIDATES = [
     "--runtime-mode st --http 1 --no-ws",
     "",
-    "--runtime-mode st",
     "--runtime-mode mt --runtime-threads 2",
     "--runtime-mode st --http 1 --no-ws --blocking-threads 1",
-    "--runtime-mode st --http 1 --no-ws --blocking-threads 2",
     "--runtime-mode st --http 1 --no-ws --backpressure 64",
     "--runtime-mode st --http 1 --no-ws --http1-pipeline-flush",
 ]
@@ -596,17 +596,26 @@ def median(xs):
 
 
 def combine(rounds):
-    """One row from the REPEAT rounds of a (server, workload): medians of
-    req/s, p50, p99 and CPU; error counts summed; VOID if any round is."""
+    """One row from the REPEAT rounds of a (server, workload). AGG=best (the
+    default) shows the round with the highest req/s, all its figures from
+    that round: a disturbance from other jobs only ever slows a run, so the
+    best round is the least disturbed. AGG=median shows medians instead.
+    Error counts are summed over the rounds; the row is VOID if any round is."""
     if len(rounds) == 1:
         return rounds[0]
     first = rounds[0]
     if any(r.get("rps") is None for r in rounds):
         bad = next(r for r in rounds if r.get("rps") is None)
         return dict(first, status=bad["status"], rps=None)
-    row = dict(first)
-    for k in ("rps", "p50", "p99", "srv_cpu", "wrk_cpu", "other_cpu", "conc"):
-        row[k] = median(r.get(k) for r in rounds)
+    if os.environ.get("AGG", "best") == "median":
+        row = dict(first)
+        for k in ("rps", "p50", "p99", "srv_cpu", "wrk_cpu", "other_cpu", "conc"):
+            row[k] = median(r.get(k) for r in rounds)
+    else:
+        row = dict(max(rounds, key=lambda r: r["rps"]))
+        for k in ("rss_kb", "pss_kb", "rss_pids"):
+            if k in first:
+                row[k] = first[k]
     row["non2xx"] = sum(r["non2xx"] for r in rounds)
     row["sockerr"] = sum(r["sockerr"] for r in rounds)
     row["sockerr_text"] = " / ".join(r["sockerr_text"] for r in rounds if r["sockerr"])
@@ -622,13 +631,22 @@ def combine(rounds):
 # ---------------------------------------------------------------- granian sweep
 
 
-def tune_granian(duration, warmup):
-    log(f"granian sweep on hello ({len(GRANIAN_CANDIDATES)} settings, {duration} s each)")
+def tune_granian(duration, warmup, rounds):
+    """Each candidate setting `rounds` times, interleaved; a setting scores its
+    best round (a disturbance only ever lowers a figure)."""
+    log(f"granian sweep on hello ({len(GRANIAN_CANDIDATES)} settings x {rounds} rounds, {duration} s each)")
+    runs = {opts: [] for opts in GRANIAN_CANDIDATES}
+    for rnd in range(rounds):
+        for i, opts in enumerate(GRANIAN_CANDIDATES):
+            row = bench_one("granian", "hello", duration, warmup, opts, tag=f"granian-tune{rnd}-{i}")
+            runs[opts].append(row)
+            log(f"    {opts or '(defaults)':60s} {fmt_rps(row)} {row['status']} "
+                f"other CPU {row.get('other_cpu', 0):.2f}")
     results = []
-    for i, opts in enumerate(GRANIAN_CANDIDATES):
-        row = bench_one("granian", "hello", duration, warmup, opts, tag=f"granian-tune{i}")
-        results.append((opts, row))
-        log(f"    {opts or '(defaults)':60s} {fmt_rps(row)} {row['status']} other CPU {row.get('other_cpu', 0):.2f}")
+    for opts in GRANIAN_CANDIDATES:
+        ok = [r for r in runs[opts] if r.get("status") == "OK"]
+        best = max(ok, key=lambda r: r["rps"]) if ok else runs[opts][0]
+        results.append((opts, dict(best, round_rps=[r.get("rps") or 0 for r in runs[opts]])))
     ok = [(o, r) for o, r in results if r.get("status") == "OK"]
     best = max(ok, key=lambda x: x[1]["rps"])[0] if ok else GRANIAN_CANDIDATES[0]
     return best, results
@@ -754,7 +772,9 @@ def report(rows, rss_rows, servers, workloads, duration, warmup, repeat, granian
     L.append("")
     L.append(f"- Load: `taskset -c 0 wrk -t1 -c64 -d{duration}s --latency` (POST via `bench/post10k.lua`), "
              f"after a {warmup} s warm-up run on the same server process"
-             + (f"; {repeat} rounds per row, servers interleaved, median shown with the (min–max) of the rounds" if repeat > 1 else "")
+             + (f"; {repeat} rounds per row, servers interleaved; shown: the "
+                + ("median" if os.environ.get("AGG", "best") == "median" else "best round (least disturbed)")
+                + " with the (min–max) req/s of the rounds" if repeat > 1 else "")
              + ". Each server is started fresh "
              "for each workload and stopped (SIGINT to its process group, SIGKILL after 5 s) afterwards.")
     L.append("- Placement: wrk pinned to CPU 0; one-process servers pinned to CPU 1 (`taskset -c 1`, "
@@ -765,9 +785,10 @@ def report(rows, rss_rows, servers, workloads, duration, warmup, repeat, granian
              "timeout), a wrong body in the pre-check, a server exit, no completed request, or fewer than "
              f"{MIN_EFFECTIVE_CONCURRENCY} requests in flight on average (starved connections) is VOID and "
              "excluded from ratios.")
-    L.append("- in flight: req/s × mean latency, the average number of requests outstanding (≈ 64 for a "
-             "keep-alive server that serves every connection; lower for connection-per-request servers, "
-             "whose reconnect gap is outside wrk's latency).")
+    L.append("- ≈ in flight: req/s × mean latency, roughly the number of requests outstanding: about 64 "
+             "for a keep-alive server that serves every connection, lower for connection-per-request "
+             "servers (the reconnect gap is outside wrk's latency); it can exceed 64 because wrk's own "
+             "delays inflate its latencies. It is there to catch starved connections.")
     L.append("- srv CPU / wrk CPU: CPU time used during the measured run divided by wall time "
              "(1.00 = one full core). other CPU: the rest of the machine's busy CPU in the same interval "
              "(other jobs, unattributed kernel work); more than ~0.1 means the run was disturbed.")
@@ -775,7 +796,7 @@ def report(rows, rss_rows, servers, workloads, duration, warmup, repeat, granian
         L.append(f"- Machine busy before the run started: {idle_before:.2f} cores (of {os.cpu_count()})"
                  + ("  **— not idle: numbers are disturbed**" if idle_before > 0.2 else ""))
     if "granian" in servers:
-        L.append(f"- granian setting (best hello req/s of the sweep below, used for all its rows): "
+        L.append(f"- granian setting ({'best hello req/s of the sweep below' if sweep else 'fixed by GRANIAN_OPTS'}, used for all its rows): "
                  f"`{' '.join(GRANIAN_BASE)} {granian_best}`")
     L.append("")
 
@@ -783,7 +804,7 @@ def report(rows, rss_rows, servers, workloads, duration, warmup, repeat, granian
     for w in workloads:
         L.append(f"## {w}: {WORKLOADS[w][2]}")
         L.append("")
-        L.append("| server | setting | req/s | p50 | p99 | non-2xx | socket errors | in flight | srv CPU | wrk CPU | other CPU | status |")
+        L.append("| server | setting | req/s | p50 | p99 | non-2xx | socket errors | ≈ in flight | srv CPU | wrk CPU | other CPU | status |")
         L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for s in servers:
             r = by.get((s, w))
@@ -793,7 +814,7 @@ def report(rows, rss_rows, servers, workloads, duration, warmup, repeat, granian
                 L.append(f"| {s} | {r.get('setting', '')} | — | — | — | — | — | — | — | — | — | {r['status']} |")
                 continue
             L.append(
-                f"| {s} | {r['setting']} | {fmt_rps(r)} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} | "
+                f"| {s} | {r['setting']} | {fmt_rps(r)}{fmt_rounds(r)} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} | "
                 f"{r['non2xx']} | {r['sockerr']}{' (' + r['sockerr_text'] + ')' if r['sockerr'] else ''} | "
                 f"{fmt_num(r.get('conc'))} | {r['srv_cpu']:.2f} | {r['wrk_cpu']:.2f} | {r['other_cpu']:.2f} | {r['status']} |"
             )
@@ -851,19 +872,33 @@ def report(rows, rss_rows, servers, workloads, duration, warmup, repeat, granian
     if sweep:
         L.append("## granian settings sweep (hello)")
         L.append("")
-        L.append("| options (besides `" + " ".join(GRANIAN_BASE) + " --workers 1`) | req/s | p99 | other CPU | status |")
-        L.append("|---|---:|---:|---:|---|")
+        L.append("Each setting's best round is shown (and used to pick); all rounds in the last column.")
+        L.append("")
+        L.append("| options (besides `" + " ".join(GRANIAN_BASE) + " --workers 1`) | req/s | p99 | other CPU | status | rounds |")
+        L.append("|---|---:|---:|---:|---|---|")
         for opts, r in sweep:
             oc = f"{r['other_cpu']:.2f}" if "other_cpu" in r else "—"
-            L.append(f"| `{opts or '(defaults)'}` | {fmt_rps(r)} | {fmt_ms(r.get('p99'))} | {oc} | {r['status']} |")
+            rr = ", ".join(f"{x:,.0f}" for x in r.get("round_rps", []))
+            L.append(f"| `{opts or '(defaults)'}` | {fmt_rps(r)} | {fmt_ms(r.get('p99'))} | {oc} | {r['status']} | {rr} |")
         L.append("")
 
     L += targets(by, rss_rows, servers, workloads)
     return "\n".join(L) + "\n"
 
 
+DISTURBED = 0.2  # other CPU (cores) above which a row counts as disturbed
+
+
 def targets(by, rss_rows, servers, workloads):
-    L = ["## Targets (issue 3)", "", "| workload | target | measured | result |", "|---|---|---|---|"]
+    L = ["## Targets (issue 3)", "",
+         f"A result is marked *disturbed* when a row it uses had more than {DISTURBED} cores of other "
+         "CPU during its run: rerun it (REPEAT=3 helps) before trusting it.", "",
+         "| workload | target | measured | result |", "|---|---|---|---|"]
+
+    def dist(*keys):
+        oc = [by[k].get("other_cpu") or 0 for k in keys if k in by]
+        worst = max(oc, default=0)
+        return f" *(disturbed: other CPU up to {worst:.2f})*" if worst > DISTURBED else ""
 
     def rps(s, w):
         r = by.get((s, w))
@@ -887,10 +922,12 @@ def targets(by, rss_rows, servers, workloads):
     for w, label in (("hello", "hello (13 B)"), ("get10k", "GET 10 KiB"), ("post10k", "POST-echo 10 KiB")):
         if w in workloads:
             parts = [ratio_check(w, "bjoern", 1.0), ratio_check(w, "granian", 1.3)]
-            L.append(f"| {label} | ≥ 1.0× bjoern and ≥ 1.3× granian | {'; '.join(t for t, _ in parts)} | {verdict(parts)} |")
+            L.append(f"| {label} | ≥ 1.0× bjoern and ≥ 1.3× granian | {'; '.join(t for t, _ in parts)} | {verdict(parts)}"
+                     f"{dist(('capataz', w), ('bjoern', w), ('granian', w))} |")
     if "stream" in workloads:
         parts = [ratio_check("stream", "granian", 1.3)]
-        L.append(f"| streaming (100 chunks) | ≥ 1.3× granian | {parts[0][0]} | {verdict(parts)} |")
+        L.append(f"| streaming (100 chunks) | ≥ 1.3× granian | {parts[0][0]} | {verdict(parts)}"
+                 f"{dist(('capataz', 'stream'), ('granian', 'stream'))} |")
     if "sleep10" in workloads:
         c = rps("capataz", "sleep10")
         need = 0.95 * 3200
@@ -898,7 +935,8 @@ def targets(by, rss_rows, servers, workloads):
             r = by.get(("capataz", "sleep10"))
             L.append(f"| 10 ms blocking, 32 threads | ≥ 0.95 × 3200 = {need:.0f} req/s | n/a ({r['status'] if r else 'not run'}) | n/a |")
         else:
-            L.append(f"| 10 ms blocking, 32 threads | ≥ 0.95 × 3200 = {need:.0f} req/s | {c:,.0f} req/s | {'PASS' if c >= need else 'MISS'} |")
+            L.append(f"| 10 ms blocking, 32 threads | ≥ 0.95 × 3200 = {need:.0f} req/s | {c:,.0f} req/s | {'PASS' if c >= need else 'MISS'}"
+                     f"{dist(('capataz', 'sleep10'))} |")
     if "hello-2proc" in workloads:
         parts = [ratio_check("hello-2proc", "granian", 1.0)]
         c2, c1 = rps("capataz", "hello-2proc"), rps("capataz", "hello")
@@ -913,11 +951,13 @@ def targets(by, rss_rows, servers, workloads):
                     "the 1.8× part is bounded by the CPU wrk leaves)")
         L.append(f"| 2 processes, hello | ≥ 1.0× granian 2 workers; ≥ 1.8× capataz 1-process where the machine allows | "
                  f"{'; '.join(t for t, _ in parts)}{note} | {verdict(parts[:1])} (granian); "
-                 f"{verdict(parts[1:])} (1.8×) |")
+                 f"{verdict(parts[1:])} (1.8×)"
+                 f"{dist(('capataz', 'hello-2proc'), ('granian', 'hello-2proc'), ('capataz', 'hello'))} |")
     if "hello-log" in workloads:
         cl, c1 = rps("capataz", "hello-log"), rps("capataz", "hello")
         if cl is not None and c1 is not None:
-            L.append(f"| access log on, hello | ≥ 0.9× capataz logging off | {cl / c1:.2f}x | {'PASS' if cl / c1 >= 0.9 else 'MISS'} |")
+            L.append(f"| access log on, hello | ≥ 0.9× capataz logging off | {cl / c1:.2f}x | {'PASS' if cl / c1 >= 0.9 else 'MISS'}"
+                     f"{dist(('capataz', 'hello-log'), ('capataz', 'hello'))} |")
         else:
             L.append("| access log on, hello | ≥ 0.9× capataz logging off | n/a | n/a |")
     if rss_rows:
@@ -933,7 +973,7 @@ def targets(by, rss_rows, servers, workloads):
         c, b = by.get(("capataz", "hello")), by.get(("bjoern", "hello"))
         if usable(c) and usable(b) and c.get("p99") is not None and b.get("p99") is not None:
             L.append(f"| p99 at c=64, hello | ≤ bjoern's | capataz {fmt_ms(c['p99'])}, bjoern {fmt_ms(b['p99'])} | "
-                     f"{'PASS' if c['p99'] <= b['p99'] else 'MISS'} |")
+                     f"{'PASS' if c['p99'] <= b['p99'] else 'MISS'}{dist(('capataz', 'hello'), ('bjoern', 'hello'))} |")
         else:
             L.append("| p99 at c=64, hello | ≤ bjoern's | n/a | n/a |")
     L.append("")
@@ -977,7 +1017,8 @@ def main():
     try:
         if "granian" in servers:
             if os.environ.get("GRANIAN_TUNE", "1") != "0" and any(w != "hello-log" for w in workloads):
-                granian_best, sweep = tune_granian(int(os.environ.get("TUNE_DURATION", "5")), warmup)
+                granian_best, sweep = tune_granian(int(os.environ.get("TUNE_DURATION", "5")), warmup,
+                                                       max(1, int(os.environ.get("TUNE_ROUNDS", "2"))))
             else:
                 granian_best = os.environ.get("GRANIAN_OPTS", GRANIAN_CANDIDATES[0])
             log(f"granian setting: {granian_best or '(defaults)'}")

@@ -115,6 +115,7 @@ impl Clock {
 pub struct RequestLine<'a> {
     pub pid: u32,
     pub requests: u64,
+    pub total: u64,
     pub remote_addr: &'a str,
     pub vars: usize,
     pub vars_bytes: usize,
@@ -166,7 +167,7 @@ impl AccessLog {
         b.extend_from_slice(b"|app: 0|req: ");
         b.extend_from_slice(num.format(l.requests).as_bytes());
         b.push(b'/');
-        b.extend_from_slice(num.format(l.requests).as_bytes());
+        b.extend_from_slice(num.format(l.total).as_bytes());
         b.extend_from_slice(b"] ");
         b.extend_from_slice(l.remote_addr.as_bytes());
         b.extend_from_slice(b" () {");
@@ -219,6 +220,7 @@ mod tests {
         log.request(RequestLine {
             pid: 42,
             requests: 7,
+            total: 9,
             remote_addr: "127.0.0.1",
             vars: 30,
             vars_bytes: 400,
@@ -236,7 +238,7 @@ mod tests {
         let line = String::from_utf8(log.buf.clone()).unwrap();
         assert_eq!(
             line,
-            "[pid: 42|app: 0|req: 7/7] 127.0.0.1 () {30 vars in 400 bytes} [Wed Nov 25 17:52:18 2026] \
+            "[pid: 42|app: 0|req: 7/9] 127.0.0.1 () {30 vars in 400 bytes} [Wed Nov 25 17:52:18 2026] \
              GET /a?b=\\x0a1 => generated 13 bytes in 0 msecs (HTTP/1.1 200) 2 headers in 79 bytes \
              (1 switches on core 0)\n"
         );

@@ -1,5 +1,7 @@
 //! The command line: `--name value`, `--name=value`, bare boolean `--flag`
-//! (a boolean takes a value only as `--flag=false`), `-h`, `--help`,
+//! (a boolean takes a value only as `--flag=false`), an optional value
+//! (`--chmod-socket` alone, when the next argument is another option or
+//! there is none, means 666), `-h`, `--help`,
 //! `--version` / `-V`, `--print-config`, and a positional `FILE.ini` as a
 //! shorthand for `--ini FILE.ini` (as uWSGI allows). `--help` is generated
 //! from the option table.
@@ -55,7 +57,7 @@ pub(super) fn parse(args: Vec<OsString>) -> Result<Outcome, ConfigError> {
     }
 
     let mut parsed = Args::default();
-    let mut args = args.into_iter();
+    let mut args = args.into_iter().peekable();
     while let Some(arg) = args.next() {
         if arg == "--print-config" {
             parsed.print_config = true;
@@ -107,10 +109,15 @@ pub(super) fn parse(args: Vec<OsString>) -> Result<Outcome, ConfigError> {
                 });
             }
         };
-        let value = match inline {
-            Some(value) => value,
-            None if spec.kind.is_boolean() => "true".to_string(),
-            None => args.next().ok_or_else(|| ConfigError::MissingValue {
+        let bare = spec.kind.bare_value().filter(|_| {
+            // A boolean never takes the next word; an optional value takes
+            // it unless it is another option.
+            spec.kind.is_boolean() || args.peek().is_none_or(|next| next.starts_with('-'))
+        });
+        let value = match (inline, bare) {
+            (Some(value), _) => value,
+            (None, Some(bare)) => bare.to_string(),
+            (None, None) => args.next().ok_or_else(|| ConfigError::MissingValue {
                 at: Location::CommandLine,
                 option: written.clone(),
             })?,
@@ -298,6 +305,37 @@ mod tests {
     }
 
     #[test]
+    fn optional_value_of_chmod_socket() {
+        let values = |list: &[&str]| -> Vec<String> {
+            run(list)
+                .unwrap()
+                .settings
+                .into_iter()
+                .filter(|s| s.spec.name == "chmod-socket")
+                .map(|s| s.value)
+                .collect()
+        };
+        assert_eq!(values(&["--chmod-socket"]), ["666"]);
+        assert_eq!(values(&["--chmod-socket", "--vacuum"]), ["666"]);
+        assert_eq!(values(&["--chmod-socket", "660"]), ["660"]);
+        assert_eq!(values(&["--chmod-socket=660"]), ["660"]);
+        assert_eq!(
+            values(&["--chmod-socket=660", "--chmod-socket"]),
+            ["660", "666"]
+        );
+        // An explicit empty value is kept, and rejected when applied.
+        assert_eq!(values(&["--chmod-socket="]), [""]);
+        let args = run(&["--chmod-socket", "--processes", "2"]).unwrap();
+        assert_eq!(
+            pairs(&args),
+            [
+                ("chmod-socket", "666", "--chmod-socket"),
+                ("processes", "2", "--processes"),
+            ]
+        );
+    }
+
+    #[test]
     fn aliases() {
         let args = run(&[
             "--workers",
@@ -369,8 +407,8 @@ mod tests {
             "command line: option '--processes' needs a value"
         );
         assert_eq!(
-            error(&["--harakiri", "30"]),
-            "command line: option '--harakiri' is not supported yet"
+            error(&["--stats", ":9191"]),
+            "command line: option '--stats' is not supported yet"
         );
         assert_eq!(
             error(&["app.py"]),

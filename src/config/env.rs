@@ -213,8 +213,8 @@ mod tests {
             "environment: unknown variable CAPATAZ_ZZZZZZ"
         );
         assert_eq!(
-            error(&[("CAPATAZ_HARAKIRI", "30")]),
-            "environment variable CAPATAZ_HARAKIRI: option 'harakiri' is not supported yet"
+            error(&[("CAPATAZ_STATS", ":9191")]),
+            "environment variable CAPATAZ_STATS: option 'stats' is not supported yet"
         );
         assert_eq!(
             error(&[("CAPATAZ_WORKERS", "2"), ("CAPATAZ_PROCESSES", "3")]),

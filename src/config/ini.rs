@@ -5,7 +5,7 @@
 //!   only `[SECTION]`. Other sections (`[program:celery]`, ...) are skipped
 //!   here; [`parse_sections`] keeps them for whoever needs them.
 //! - Full-line comments start with `;` or `#`. `key = value`; a bare `key`
-//!   means true for a boolean. A key that repeats appends for a repeatable
+//!   means true for a boolean, and 666 for `chmod-socket`. A key that repeats appends for a repeatable
 //!   option; otherwise the last one wins.
 //! - `ini = other.ini[:SECTION]` includes another file at that point,
 //!   relative to the including file's directory. Include cycles are errors.
@@ -269,13 +269,15 @@ impl<'a> Loader<'a> {
                     at: at.clone(),
                     message,
                 })?,
-            None if spec.kind.is_boolean() => "true".to_string(),
-            None => {
-                return Err(ConfigError::MissingValue {
-                    at,
-                    option: entry.key.clone(),
-                })
-            }
+            None => match spec.kind.bare_value() {
+                Some(bare) => bare.to_string(),
+                None => {
+                    return Err(ConfigError::MissingValue {
+                        at,
+                        option: entry.key.clone(),
+                    })
+                }
+            },
         };
         if spec.name == INI {
             let base = context.path.parent().unwrap_or(Path::new(""));

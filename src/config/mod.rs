@@ -124,6 +124,42 @@ pub struct Config {
     /// Most open connections per worker.
     pub worker_connections: usize,
     pub worker_reload_mercy: u64,
+    /// `cheaper`: the fewest workers under adaptive scaling; 0 = off.
+    /// When set, lower than `processes` (checked by [`Config::validate`]).
+    pub cheaper: usize,
+    /// `uid`: a user name or number, as given; resolved when dropping
+    /// privileges (after binding).
+    pub uid: Option<String>,
+    /// `gid`: a group name or number, as given.
+    pub gid: Option<String>,
+    /// `no-root-workers`: refuse to run workers as root.
+    pub no_root_workers: bool,
+    /// `chmod-socket`: the mode for unix sockets (0o666 for a bare key).
+    pub chmod_socket: Option<u32>,
+    /// `harakiri`: per-request deadline in seconds; 0 = off.
+    pub harakiri: u64,
+    /// `max-requests`: recycle a worker after this many requests; 0 = off.
+    pub max_requests: u64,
+    /// `max-requests-delta` (alias `max-requests-jitter`).
+    pub max_requests_delta: u64,
+    /// `reload-on-rss`: megabytes; 0 = off.
+    pub reload_on_rss: u64,
+    /// `touch-reload` (repeats): files whose mtime change triggers a reload.
+    pub touch_reload: Vec<PathBuf>,
+    pub pidfile: Option<PathBuf>,
+    pub master_fifo: Option<PathBuf>,
+    /// `vacuum`: remove our unix sockets and the pidfile on exit.
+    pub vacuum: bool,
+    /// `static-map MOUNT=DIR` (repeats): MOUNT starts with '/' and has no
+    /// trailing '/' (unless it is "/").
+    pub static_map: Vec<(String, PathBuf)>,
+    /// `static-expires REGEX SECONDS` (repeats): the regex source, known to
+    /// compile with the `regex` crate, and the seconds.
+    pub static_expires: Vec<(String, u64)>,
+    /// `static-index` (repeats): file names ("index.html"), tried in order.
+    pub static_index: Vec<String>,
+    /// `static-gzip`: serve precompressed `.br` / `.gz` siblings.
+    pub static_gzip: bool,
     pub disable_logging: bool,
     /// "option 'master' has no effect in capataz" etc., each once, for the
     /// master to log.
@@ -160,6 +196,23 @@ impl Default for Config {
             keepalive_timeout: 0,
             worker_connections: 0,
             worker_reload_mercy: 0,
+            cheaper: 0,
+            uid: None,
+            gid: None,
+            no_root_workers: false,
+            chmod_socket: None,
+            harakiri: 0,
+            max_requests: 0,
+            max_requests_delta: 0,
+            reload_on_rss: 0,
+            touch_reload: Vec::new(),
+            pidfile: None,
+            master_fifo: None,
+            vacuum: false,
+            static_map: Vec::new(),
+            static_expires: Vec::new(),
+            static_index: Vec::new(),
+            static_gzip: false,
             disable_logging: false,
             notices: Vec::new(),
             origins: BTreeMap::new(),
@@ -205,6 +258,16 @@ impl Config {
         }
         if self.threads < 1 {
             return Err(invalid("option 'threads': must be at least 1"));
+        }
+        if self.cheaper > 0 && self.cheaper >= self.processes {
+            return Err(invalid(format!(
+                "option 'cheaper'{}: cheaper must be lower than processes \
+                 (cheaper = {}, processes = {}{})",
+                origin("cheaper"),
+                self.cheaper,
+                self.processes,
+                origin("processes")
+            )));
         }
         Ok(())
     }

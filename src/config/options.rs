@@ -5,8 +5,9 @@
 //! `--print-config` are all generated from this one table.
 
 use super::values::{
-    parse_address, parse_bool, parse_count, parse_identifier, parse_key_value, parse_module,
-    parse_path, parse_size, parse_size_at_least,
+    parse_address, parse_bool, parse_count, parse_file_name, parse_identifier, parse_key_value,
+    parse_module, parse_path, parse_size, parse_size_at_least, parse_socket_mode,
+    parse_static_expires, parse_static_map, parse_user_or_group, BARE_SOCKET_MODE,
 };
 use super::Config;
 
@@ -31,6 +32,14 @@ pub enum Kind {
     Address,
     /// `KEY=VALUE`.
     KeyValue,
+    /// A file mode of 3 octal digits, or nothing: a bare `--name` (when the
+    /// next argument is another option, or there is none) or a bare ini key
+    /// means [`BARE_SOCKET_MODE`]. The environment needs a value.
+    OptionalMode,
+    /// `static-map`: `MOUNT=DIR`.
+    StaticMap,
+    /// `static-expires`: `REGEX SECONDS`.
+    StaticExpires,
     /// A uWSGI boolean that means nothing for capataz: accepted, with a
     /// one-time notice.
     NoEffect,
@@ -44,6 +53,16 @@ impl Kind {
         matches!(self, Kind::Flag | Kind::NoEffect)
     }
 
+    /// What a bare `--name` or a bare ini key stands for, for the kinds that
+    /// may be given without a value.
+    pub fn bare_value(self) -> Option<&'static str> {
+        match self {
+            Kind::Flag | Kind::NoEffect => Some("true"),
+            Kind::OptionalMode => Some(BARE_SOCKET_MODE),
+            _ => None,
+        }
+    }
+
     /// The placeholder shown by `--help` after the option name.
     pub fn value_name(self) -> &'static str {
         match self {
@@ -55,6 +74,9 @@ impl Kind {
             Kind::Path => "PATH",
             Kind::Address => "ADDR",
             Kind::KeyValue => "KEY=VALUE",
+            Kind::OptionalMode => "[MODE]",
+            Kind::StaticMap => "MOUNT=DIR",
+            Kind::StaticExpires => "'REGEX SECONDS'",
         }
     }
 }
@@ -65,6 +87,8 @@ pub enum Group {
     Listening,
     Application,
     Processes,
+    Supervision,
+    StaticFiles,
     Limits,
     Timeouts,
     Logging,
@@ -74,10 +98,12 @@ pub enum Group {
 }
 
 impl Group {
-    pub const ALL: [Group; 9] = [
+    pub const ALL: [Group; 11] = [
         Group::Listening,
         Group::Application,
         Group::Processes,
+        Group::Supervision,
+        Group::StaticFiles,
         Group::Limits,
         Group::Timeouts,
         Group::Logging,
@@ -91,6 +117,8 @@ impl Group {
             Group::Listening => "Listening",
             Group::Application => "Application",
             Group::Processes => "Processes",
+            Group::Supervision => "Supervision and recycling",
+            Group::StaticFiles => "Static files",
             Group::Limits => "Buffers and limits",
             Group::Timeouts => "Timeouts (seconds)",
             Group::Logging => "Logging",
@@ -210,6 +238,19 @@ pub static OPTIONS: &[OptionSpec] = &[
         repeats: false,
         apply: |c, v| {
             c.listen = parse_count(v, 1)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "chmod-socket",
+        aliases: &[],
+        kind: Kind::OptionalMode,
+        group: Group::Listening,
+        default: None,
+        help: "Permissions of unix sockets, as 3 octal digits (660); without a value, 666.",
+        repeats: false,
+        apply: |c, v| {
+            c.chmod_socket = Some(parse_socket_mode(v)?);
             Ok(())
         },
     },
@@ -333,6 +374,19 @@ pub static OPTIONS: &[OptionSpec] = &[
         },
     },
     OptionSpec {
+        name: "cheaper",
+        aliases: &[],
+        kind: Kind::Uint,
+        group: Group::Processes,
+        default: Some("0"),
+        help: "Adaptive scaling: keep at least N workers, up to --processes (spare algorithm); 0 is off. Must be lower than --processes.",
+        repeats: false,
+        apply: |c, v| {
+            c.cheaper = parse_count(v, 0)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
         name: "worker-connections",
         aliases: &[],
         kind: Kind::Uint,
@@ -355,6 +409,203 @@ pub static OPTIONS: &[OptionSpec] = &[
         repeats: false,
         apply: |c, v| {
             c.worker_reload_mercy = parse_count(v, 0)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "uid",
+        aliases: &[],
+        kind: Kind::Str,
+        group: Group::Processes,
+        default: None,
+        help: "Run as this user (name or number), dropping privileges after binding sockets.",
+        repeats: false,
+        apply: |c, v| {
+            c.uid = Some(parse_user_or_group(v)?);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "gid",
+        aliases: &[],
+        kind: Kind::Str,
+        group: Group::Processes,
+        default: None,
+        help: "Run as this group (name or number), dropping privileges after binding sockets.",
+        repeats: false,
+        apply: |c, v| {
+            c.gid = Some(parse_user_or_group(v)?);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "no-root-workers",
+        aliases: &[],
+        kind: Kind::Flag,
+        group: Group::Processes,
+        default: Some("false"),
+        help: "Refuse to run workers as root (set --uid to drop privileges).",
+        repeats: false,
+        apply: |c, v| {
+            c.no_root_workers = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    // --- Supervision and recycling ---
+    OptionSpec {
+        name: "harakiri",
+        aliases: &[],
+        kind: Kind::Uint,
+        group: Group::Supervision,
+        default: Some("0"),
+        help: "Per-request deadline in seconds, from the moment the app gets the request; past it the worker is logged, traced and killed. 0 is off.",
+        repeats: false,
+        apply: |c, v| {
+            c.harakiri = parse_count(v, 0)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "max-requests",
+        aliases: &[],
+        kind: Kind::Uint,
+        group: Group::Supervision,
+        default: Some("0"),
+        help: "Recycle a worker gracefully after it has served N requests; 0 is off.",
+        repeats: false,
+        apply: |c, v| {
+            c.max_requests = parse_count(v, 0)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "max-requests-delta",
+        aliases: &["max-requests-jitter"],
+        kind: Kind::Uint,
+        group: Group::Supervision,
+        default: Some("0"),
+        help: "Spread --max-requests by up to N per worker, so workers do not all recycle at once.",
+        repeats: false,
+        apply: |c, v| {
+            c.max_requests_delta = parse_count(v, 0)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "reload-on-rss",
+        aliases: &[],
+        kind: Kind::Uint,
+        group: Group::Supervision,
+        default: Some("0"),
+        help: "Recycle a worker gracefully, after its current request, once its RSS exceeds N megabytes; 0 is off.",
+        repeats: false,
+        apply: |c, v| {
+            c.reload_on_rss = parse_count(v, 0)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "touch-reload",
+        aliases: &[],
+        kind: Kind::Path,
+        group: Group::Supervision,
+        default: None,
+        help: "Reload gracefully when the modification time of PATH changes.",
+        repeats: true,
+        apply: |c, v| {
+            c.touch_reload.push(parse_path(v)?);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "pidfile",
+        aliases: &[],
+        kind: Kind::Path,
+        group: Group::Supervision,
+        default: None,
+        help: "Write the master's pid to PATH.",
+        repeats: false,
+        apply: |c, v| {
+            c.pidfile = Some(parse_path(v)?);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "master-fifo",
+        aliases: &[],
+        kind: Kind::Path,
+        group: Group::Supervision,
+        default: None,
+        help: "Create a FIFO at PATH for one-letter master commands: r, q, Q, w, +, -, l.",
+        repeats: false,
+        apply: |c, v| {
+            c.master_fifo = Some(parse_path(v)?);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "vacuum",
+        aliases: &[],
+        kind: Kind::Flag,
+        group: Group::Supervision,
+        default: Some("false"),
+        help: "On exit, remove our unix sockets (if still ours) and the pidfile.",
+        repeats: false,
+        apply: |c, v| {
+            c.vacuum = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    // --- Static files ---
+    OptionSpec {
+        name: "static-map",
+        aliases: &[],
+        kind: Kind::StaticMap,
+        group: Group::StaticFiles,
+        default: None,
+        help: "Serve files under URL prefix MOUNT from DIR; a missing file falls through to the app.",
+        repeats: true,
+        apply: |c, v| {
+            c.static_map.push(parse_static_map(v)?);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "static-expires",
+        aliases: &[],
+        kind: Kind::StaticExpires,
+        group: Group::StaticFiles,
+        default: None,
+        help: "Set Expires and Cache-Control max-age to SECONDS on static files whose path matches REGEX.",
+        repeats: true,
+        apply: |c, v| {
+            c.static_expires.push(parse_static_expires(v)?);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "static-index",
+        aliases: &[],
+        kind: Kind::Str,
+        group: Group::StaticFiles,
+        default: None,
+        help: "File to serve for a directory under a static mount (index.html); tried in order.",
+        repeats: true,
+        apply: |c, v| {
+            c.static_index.push(parse_file_name(v)?);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "static-gzip",
+        aliases: &[],
+        kind: Kind::Flag,
+        group: Group::StaticFiles,
+        default: Some("false"),
+        help: "Serve a precompressed .br or .gz sibling of a static file when the client accepts it.",
+        repeats: false,
+        apply: |c, v| {
+            c.static_gzip = parse_bool(v)?;
             Ok(())
         },
     },
@@ -498,23 +749,6 @@ pub static OPTIONS: &[OptionSpec] = &[
     // --- uWSGI options not supported yet ---
     not_yet("socket"),
     not_yet("uwsgi-socket"),
-    not_yet("chmod-socket"),
-    not_yet("vacuum"),
-    not_yet("uid"),
-    not_yet("gid"),
-    not_yet("pidfile"),
-    not_yet("master-fifo"),
-    not_yet("harakiri"),
-    not_yet("max-requests"),
-    not_yet("max-requests-delta"),
-    not_yet("max-requests-jitter"),
-    not_yet("reload-on-rss"),
-    not_yet("touch-reload"),
-    not_yet("cheaper"),
-    not_yet("static-map"),
-    not_yet("static-expires"),
-    not_yet("static-index"),
-    not_yet("static-gzip"),
     not_yet("stats"),
     not_yet("stats-http"),
     not_yet("metrics"),
@@ -535,7 +769,6 @@ pub static OPTIONS: &[OptionSpec] = &[
     not_yet("proxy-protocol"),
     not_yet("env-file"),
     not_yet("control-socket"),
-    not_yet("no-root-workers"),
     not_yet("offload-threads"),
 ];
 

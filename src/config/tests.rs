@@ -264,14 +264,14 @@ fn no_effect_options_give_one_notice_each() {
 #[test]
 fn not_yet_options_are_rejected_everywhere() {
     let dir = TempDir::new();
-    let ini = dir.write("n.ini", "[uwsgi]\nvacuum = true\n");
+    let ini = dir.write("n.ini", "[uwsgi]\nlogto = /var/log/app.log\n");
     assert_eq!(
         error(&["--ini", ini.to_str().unwrap()], &[]),
-        format!("{}:2: option 'vacuum' is not supported yet", ini.display())
+        format!("{}:2: option 'logto' is not supported yet", ini.display())
     );
     assert_eq!(
-        error(&with_app(&["--harakiri", "30"]), &[]),
-        "command line: option '--harakiri' is not supported yet"
+        error(&with_app(&["--stats", ":9191"]), &[]),
+        "command line: option '--stats' is not supported yet"
     );
     assert_eq!(
         error(&APP, &[("CAPATAZ_SOCKET", ":3031")]),
@@ -379,7 +379,11 @@ fn help_version_and_print_config() {
             "missing {line:?} in\n{text}"
         );
     }
-    assert!(!text.contains("harakiri"));
+    assert!(text.lines().any(|l| l == "harakiri = 0  # default"));
+    assert!(text.lines().any(|l| l == "# chmod-socket: not set"));
+    assert!(text.lines().any(|l| l == "# static-map: not set"));
+    // Options not supported yet are not shown.
+    assert!(!text.contains("stats"));
 }
 
 #[test]
@@ -390,4 +394,125 @@ fn config_round_trips_through_json() {
     let json = serde_json::to_string(&config).unwrap();
     let back: Config = serde_json::from_str(&json).unwrap();
     assert_eq!(back, config);
+}
+
+#[test]
+fn chmod_socket_in_every_source() {
+    let dir = TempDir::new();
+    let bare = dir.write("bare.ini", "[uwsgi]\nchmod-socket\n");
+    let bare = bare.to_str().unwrap();
+    assert_eq!(
+        serve(&with_app(&["--ini", bare]), &[]).chmod_socket,
+        Some(0o666)
+    );
+    assert_eq!(
+        serve(&with_app(&["--chmod-socket"]), &[]).chmod_socket,
+        Some(0o666)
+    );
+    // Bare, followed by another option.
+    let config = serve(&["--chmod-socket", "--module", "app", "--http", ":1"], &[]);
+    assert_eq!(config.chmod_socket, Some(0o666));
+    assert_eq!(
+        serve(&with_app(&["--chmod-socket", "660"]), &[]).chmod_socket,
+        Some(0o660)
+    );
+    assert_eq!(
+        serve(
+            &with_app(&["--ini", bare]),
+            &[("CAPATAZ_CHMOD_SOCKET", "600")]
+        )
+        .chmod_socket,
+        Some(0o600)
+    );
+    assert_eq!(serve(&APP, &[]).chmod_socket, None);
+    // The environment needs a value.
+    assert_eq!(
+        error(&APP, &[("CAPATAZ_CHMOD_SOCKET", "")]),
+        "environment variable CAPATAZ_CHMOD_SOCKET: option 'chmod-socket': invalid value '': \
+         expected 3 octal digits, like 660"
+    );
+    assert_eq!(
+        error(&with_app(&["--chmod-socket", "0660"]), &[]),
+        "command line: option '--chmod-socket': invalid value '0660': \
+         expected 3 octal digits, like 660"
+    );
+}
+
+#[test]
+fn supervision_and_static_options_end_to_end() {
+    let dir = TempDir::new();
+    let ini = dir.write(
+        "full.ini",
+        "[uwsgi]\n\
+         processes = 4\n\
+         cheaper = 2\n\
+         harakiri = 30\n\
+         max-requests = 1000\n\
+         max-requests-jitter = 50\n\
+         reload-on-rss = 256\n\
+         touch-reload = %dreload\n\
+         pidfile = /run/app.pid\n\
+         master-fifo = /run/app.fifo\n\
+         vacuum\n\
+         uid = www-data\n\
+         gid = 33\n\
+         no-root-workers = true\n\
+         static-map = /static/=%dstatic\n\
+         static-expires = \\.(css|js)$ 86400\n\
+         static-index = index.html\n\
+         static-gzip\n",
+    );
+    let config = serve(&with_app(&["--ini", ini.to_str().unwrap()]), &[]);
+    // `%d`: the file's absolute directory, with a trailing slash.
+    let base = format!("{}/", std::path::absolute(dir.path()).unwrap().display());
+    assert_eq!((config.processes, config.cheaper), (4, 2));
+    assert_eq!(config.harakiri, 30);
+    assert_eq!((config.max_requests, config.max_requests_delta), (1000, 50));
+    assert_eq!(config.reload_on_rss, 256);
+    assert_eq!(
+        config.touch_reload,
+        [PathBuf::from(format!("{base}reload"))]
+    );
+    assert_eq!(config.pidfile, Some("/run/app.pid".into()));
+    assert_eq!(config.master_fifo, Some("/run/app.fifo".into()));
+    assert!(config.vacuum && config.no_root_workers && config.static_gzip);
+    assert_eq!(
+        (config.uid.as_deref(), config.gid.as_deref()),
+        (Some("www-data"), Some("33"))
+    );
+    assert_eq!(
+        config.static_map,
+        [(
+            "/static".to_string(),
+            PathBuf::from(format!("{base}static"))
+        )]
+    );
+    assert_eq!(config.static_expires, [(r"\.(css|js)$".to_string(), 86400)]);
+    assert_eq!(config.static_index, ["index.html"]);
+    assert_eq!(
+        config.origins["max-requests-delta"],
+        Origin::File {
+            path: ini.clone(),
+            line: 6
+        }
+    );
+    let json = serde_json::to_string(&config).unwrap();
+    assert_eq!(serde_json::from_str::<Config>(&json).unwrap(), config);
+}
+
+#[test]
+fn cheaper_must_be_lower_than_processes() {
+    assert_eq!(serve(&with_app(&["--cheaper", "0"]), &[]).cheaper, 0);
+    let config = serve(&with_app(&["--processes", "4", "--cheaper", "3"]), &[]);
+    assert_eq!(config.cheaper, 3);
+    assert_eq!(
+        error(&with_app(&["--processes", "4", "--cheaper", "4"]), &[]),
+        "option 'cheaper' (command line): cheaper must be lower than processes \
+         (cheaper = 4, processes = 4 (command line))"
+    );
+    assert_eq!(
+        error(&with_app(&[]), &[("CAPATAZ_CHEAPER", "2")]),
+        "option 'cheaper' (environment CAPATAZ_CHEAPER): cheaper must be lower than \
+         processes (cheaper = 2, processes = 1 (default))"
+    );
 }

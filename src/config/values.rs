@@ -108,6 +108,91 @@ pub fn parse_identifier(value: &str) -> Result<String, String> {
     Ok(value.to_string())
 }
 
+/// What a bare `chmod-socket` (no value) means: `rw-rw-rw-`.
+pub const BARE_SOCKET_MODE: &str = "666";
+
+/// A unix socket mode: exactly 3 octal digits ("660").
+pub fn parse_socket_mode(value: &str) -> Result<u32, String> {
+    if value.len() != 3 || !value.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err("expected 3 octal digits, like 660".into());
+    }
+    u32::from_str_radix(value, 8).map_err(|_| "expected 3 octal digits, like 660".into())
+}
+
+/// A user or group for `uid` / `gid`: a name or a number, resolved when
+/// privileges are dropped. Non-empty, without whitespace.
+pub fn parse_user_or_group(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Err("expected a name or a number".into());
+    }
+    if value.chars().any(char::is_whitespace) {
+        return Err("contains whitespace".into());
+    }
+    Ok(value.to_string())
+}
+
+/// `static-map MOUNT=DIR`: MOUNT starts with '/' and loses any trailing
+/// '/' (except "/" itself); DIR is non-empty.
+pub fn parse_static_map(value: &str) -> Result<(String, PathBuf), String> {
+    let Some((mount, dir)) = value.split_once('=') else {
+        return Err("expected MOUNT=DIR".into());
+    };
+    if !mount.starts_with('/') {
+        return Err("the MOUNT in MOUNT=DIR must start with '/'".into());
+    }
+    if dir.is_empty() {
+        return Err("the DIR in MOUNT=DIR is empty".into());
+    }
+    let mount = match mount.trim_end_matches('/') {
+        "" => "/",
+        trimmed => trimmed,
+    };
+    Ok((mount.to_string(), PathBuf::from(dir)))
+}
+
+/// `static-expires REGEX SECONDS`, split at the last run of ASCII
+/// whitespace (so the regex may contain spaces). The regex must compile.
+pub fn parse_static_expires(value: &str) -> Result<(String, u64), String> {
+    const EXPECTED: &str = "expected REGEX SECONDS";
+    let value = value.trim_end_matches(|c: char| c.is_ascii_whitespace());
+    let Some(space) = value.rfind(|c: char| c.is_ascii_whitespace()) else {
+        return Err(EXPECTED.into());
+    };
+    let seconds = &value[space + 1..];
+    let pattern = value[..space].trim_end_matches(|c: char| c.is_ascii_whitespace());
+    if pattern.is_empty() {
+        return Err(EXPECTED.into());
+    }
+    let seconds = parse_uint(seconds).map_err(|e| format!("SECONDS: {e}"))?;
+    regex::Regex::new(pattern).map_err(|e| regex_error(pattern, &e))?;
+    Ok((pattern.to_string(), seconds))
+}
+
+/// A one-line reason for a regex that does not compile (the regex crate's
+/// own message spans several lines, with a caret under the problem).
+fn regex_error(pattern: &str, error: &regex::Error) -> String {
+    let text = error.to_string();
+    let reason = text
+        .lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("error: "))
+        .or_else(|| text.lines().next())
+        .unwrap_or("does not compile");
+    format!("invalid regex '{pattern}': {reason}")
+}
+
+/// A file name for `static-index` ("index.html"): non-empty, no '/', not
+/// "." or "..".
+pub fn parse_file_name(value: &str) -> Result<String, String> {
+    if value.is_empty() || value == "." || value == ".." {
+        return Err("expected a file name, like index.html".into());
+    }
+    if value.contains('/') {
+        return Err("a file name cannot contain '/'".into());
+    }
+    Ok(value.to_string())
+}
+
 /// A listening address, parsed (see [`parse_address`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListenAddress {
@@ -312,6 +397,96 @@ mod tests {
         assert!(parse_identifier("application").is_ok());
         assert!(parse_identifier("app.x").is_err());
         assert!(parse_identifier("").is_err());
+    }
+
+    #[test]
+    fn socket_modes() {
+        assert_eq!(parse_socket_mode("666"), Ok(0o666));
+        assert_eq!(parse_socket_mode("660"), Ok(0o660));
+        assert_eq!(parse_socket_mode("007"), Ok(0o007));
+        assert_eq!(parse_socket_mode(BARE_SOCKET_MODE), Ok(0o666));
+        for v in ["", "66", "0666", "668", "rw-", "+66", "6 6"] {
+            assert_eq!(
+                parse_socket_mode(v),
+                Err("expected 3 octal digits, like 660".into()),
+                "{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn users_and_groups() {
+        assert_eq!(parse_user_or_group("www-data"), Ok("www-data".into()));
+        assert_eq!(parse_user_or_group("33"), Ok("33".into()));
+        assert!(parse_user_or_group("").is_err());
+        assert_eq!(
+            parse_user_or_group("www data"),
+            Err("contains whitespace".into())
+        );
+        assert!(parse_user_or_group("www\t").is_err());
+    }
+
+    #[test]
+    fn static_maps() {
+        let map = |m: &str, d: &str| Ok((m.to_string(), PathBuf::from(d)));
+        assert_eq!(
+            parse_static_map("/static=/srv/static"),
+            map("/static", "/srv/static")
+        );
+        assert_eq!(
+            parse_static_map("/static/=static/"),
+            map("/static", "static/")
+        );
+        assert_eq!(parse_static_map("/a//=d"), map("/a", "d"));
+        assert_eq!(parse_static_map("/=/srv/www"), map("/", "/srv/www"));
+        assert_eq!(parse_static_map("//=/srv/www"), map("/", "/srv/www"));
+        assert_eq!(parse_static_map("/m=a=b"), map("/m", "a=b"));
+        assert_eq!(
+            parse_static_map("static=/srv"),
+            Err("the MOUNT in MOUNT=DIR must start with '/'".into())
+        );
+        assert_eq!(
+            parse_static_map("/static="),
+            Err("the DIR in MOUNT=DIR is empty".into())
+        );
+        assert_eq!(
+            parse_static_map("/static"),
+            Err("expected MOUNT=DIR".into())
+        );
+        assert!(parse_static_map("=/srv").is_err());
+    }
+
+    #[test]
+    fn static_expires() {
+        assert_eq!(
+            parse_static_expires(r"\.css$ 86400"),
+            Ok((r"\.css$".into(), 86400))
+        );
+        // The last run of whitespace separates; the regex keeps its spaces.
+        assert_eq!(parse_static_expires("a b\t \t60"), Ok(("a b".into(), 60)));
+        assert_eq!(parse_static_expires(".* 0 "), Ok((".*".into(), 0)));
+        for v in ["", "86400", r"\.css$", " 60", "\t60"] {
+            assert_eq!(
+                parse_static_expires(v),
+                Err("expected REGEX SECONDS".into()),
+                "{v:?}"
+            );
+        }
+        assert_eq!(
+            parse_static_expires(r"\.css$ 1d"),
+            Err("SECONDS: expected a whole number".into())
+        );
+        let e = parse_static_expires("(css 60").unwrap_err();
+        assert_eq!(e, "invalid regex '(css': unclosed group");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn file_names() {
+        assert_eq!(parse_file_name("index.html"), Ok("index.html".into()));
+        for v in ["", ".", "..", "a/index.html", "/index.html"] {
+            assert!(parse_file_name(v).is_err(), "{v}");
+        }
     }
 
     #[test]

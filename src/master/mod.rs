@@ -14,18 +14,32 @@
 //! - [`spawn`]: fork+exec of a worker with its fds.
 //! - [`supervise`]: the worker table, exits, respawn with backoff.
 //! - [`signals`]: signal flags and the self-pipe.
+//! - [`scoreboard`]: the shared-memory table workers report into.
+//! - [`watchdog`]: harakiri, touch-reload, recycling and adaptive scaling.
 
 pub mod listeners;
+pub mod scoreboard;
 pub mod signals;
 pub mod spawn;
 pub mod supervise;
+pub mod watchdog;
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::worker::ListenerMeta;
+use scoreboard::{Scoreboard, WorkerState};
 use supervise::{ExitKind, Workers};
+
+/// Scoreboard slots: every live worker process, old generations included.
+pub const SCOREBOARD_SLOTS: usize = 256;
+/// The most workers TTIN or cheaper may run, leaving slots for a reload's
+/// second generation.
+const MAX_PROCESSES: usize = SCOREBOARD_SLOTS / 2 - 1;
+/// How long a reload waits for the new workers to accept before draining the
+/// old ones anyway.
+const RELOAD_WAIT: Duration = Duration::from_secs(60);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {
@@ -39,10 +53,17 @@ pub enum Phase {
 struct Master {
     config: Config,
     listeners: Vec<listeners::Listener>,
+    scoreboard: Scoreboard,
     workers: Workers,
     phase: Phase,
     exit_code: i32,
     stop_deadline: Option<Instant>,
+    /// How many workers should run now (`processes`, or fewer under `cheaper`).
+    target: usize,
+    /// A reload in progress: the old generation's pids and when it began.
+    reload: Option<(Vec<i32>, Instant)>,
+    touch_reload: watchdog::TouchReload,
+    cheaper: watchdog::Cheaper,
 }
 
 impl Master {
@@ -62,16 +83,76 @@ impl Master {
 
     fn spawn(&mut self, id: usize) {
         let fds = self.listener_fds();
-        match spawn::spawn_worker(&self.config, id, &fds) {
+        let Some(slot) = self.workers.alloc_slot() else {
+            tracing::error!("no free scoreboard slot for worker {id}; not spawning");
+            return;
+        };
+        self.scoreboard.reset(slot, 0);
+        let sb = spawn::ScoreboardRef {
+            fd: self.scoreboard.fd(),
+            slots: self.scoreboard.slots(),
+            slot,
+        };
+        match spawn::spawn_worker(&self.config, id, sb, &fds) {
             Ok(pid) => {
                 tracing::info!("spawned worker {id} (pid: {pid})");
-                self.workers.started(id, pid);
+                self.scoreboard
+                    .worker(slot)
+                    .pid
+                    .store(pid as u32, std::sync::atomic::Ordering::Relaxed);
+                self.workers.started(id, pid, slot);
             }
             Err(e) => {
                 tracing::error!("cannot spawn worker {id}: {e}");
-                self.workers.spawn_failed(id);
+                self.workers.spawn_failed(id, slot);
             }
         }
+    }
+
+    /// Zero-downtime reload: start a new generation now; the old one is told
+    /// to drain once every new worker accepts (see `tick`).
+    fn begin_reload(&mut self, why: &str) {
+        if self.reload.is_some() {
+            tracing::info!("{why}: a reload is already in progress");
+            return;
+        }
+        self.set_phase(Phase::Reloading);
+        tracing::info!("{why}: starting new workers, then draining the old ones");
+        let old = self.workers.retire_all();
+        for id in 1..=self.target {
+            self.spawn(id);
+        }
+        self.reload = Some((old, Instant::now()));
+    }
+
+    fn finish_reload_if_ready(&mut self) {
+        let Some((_, started)) = &self.reload else {
+            return;
+        };
+        let ready = self
+            .workers
+            .current()
+            .all(|(_, p)| self.scoreboard.worker(p.slot).state() == WorkerState::Accepting);
+        let timed_out = started.elapsed() >= RELOAD_WAIT;
+        if !(ready || timed_out) {
+            return;
+        }
+        if timed_out && !ready {
+            tracing::warn!(
+                "new workers not accepting after {:?}; draining the old ones anyway",
+                RELOAD_WAIT
+            );
+        }
+        if let Some((old, _)) = self.reload.take() {
+            tracing::info!(
+                "new workers accepting; draining {} old worker(s)",
+                old.len()
+            );
+            for pid in old {
+                supervise::kill(pid, libc::SIGTERM);
+            }
+        }
+        self.set_phase(Phase::Running);
     }
 
     fn begin_stop(&mut self, graceful: bool) {
@@ -99,36 +180,45 @@ impl Master {
                 tracing::info!("{}: fast shutdown", signals::name(sig));
                 self.begin_stop(false);
             }
-            libc::SIGHUP if !stopping => {
-                self.set_phase(Phase::Reloading);
-                tracing::info!("SIGHUP: starting new workers, then draining the old ones");
-                let old = self.workers.retire_all();
-                for id in self.workers.missing_ids(self.config.processes) {
-                    self.spawn(id);
-                }
-                for pid in old {
-                    supervise::kill(pid, libc::SIGTERM);
-                }
-                self.set_phase(Phase::Running);
-            }
-            libc::SIGTTIN if !stopping => {
-                self.config.processes += 1;
-                tracing::info!("SIGTTIN: scaling up to {} workers", self.config.processes);
-            }
-            libc::SIGTTOU if !stopping && self.config.processes > 1 => {
-                self.config.processes -= 1;
-                tracing::info!("SIGTTOU: scaling down to {} workers", self.config.processes);
-                if let Some(pid) = self.workers.retire_highest(self.config.processes) {
-                    supervise::kill(pid, libc::SIGTERM);
-                }
-            }
+            libc::SIGHUP if !stopping => self.begin_reload("SIGHUP"),
+            libc::SIGTTIN if !stopping => self.scale_to(self.target + 1, "SIGTTIN"),
+            libc::SIGTTOU if !stopping => self.scale_to(self.target.saturating_sub(1), "SIGTTOU"),
             _ => {}
         }
     }
 
+    /// Sets the number of running workers (TTIN/TTOU, cheaper).
+    fn scale_to(&mut self, n: usize, why: &str) {
+        let n = n.clamp(1, MAX_PROCESSES);
+        if n == self.target {
+            tracing::info!("{why}: staying at {n} worker(s)");
+            return;
+        }
+        tracing::info!("{why}: scaling from {} to {n} worker(s)", self.target);
+        self.target = n;
+        if n > self.config.processes {
+            // TTIN past `processes` raises the ceiling for cheaper too.
+            self.config.processes = n;
+        }
+        while let Some(pid) = self.workers.retire_highest(self.target) {
+            supervise::kill(pid, libc::SIGTERM);
+        }
+    }
+
     fn reap(&mut self) {
-        for exit in self.workers.reap() {
+        let scoreboard = &self.scoreboard;
+        let exits = self
+            .workers
+            .reap(|slot| scoreboard.worker(slot).state() == WorkerState::Recycling);
+        for exit in exits {
             match exit.kind {
+                ExitKind::Recycled => {
+                    tracing::info!(
+                        "worker {} (pid: {}) recycled; respawning",
+                        exit.id,
+                        exit.pid
+                    )
+                }
                 ExitKind::Retired => {
                     tracing::info!("worker {} (pid: {}) {}", exit.id, exit.pid, exit.describe())
                 }
@@ -157,20 +247,49 @@ impl Master {
     }
 
     fn run(&mut self, signals: &signals::Signals) -> i32 {
-        for id in 1..=self.config.processes {
+        for id in 1..=self.target {
             self.spawn(id);
         }
         self.set_phase(Phase::Running);
         loop {
-            for sig in signals.wait(200) {
+            for sig in signals.wait(100) {
                 self.on_signal(sig);
             }
             self.reap();
+            watchdog::harakiri(self.config.harakiri, &self.scoreboard, &mut self.workers);
+            watchdog::harakiri_kills(&mut self.workers);
             match self.phase {
                 Phase::Running | Phase::Reloading => {
-                    let now = Instant::now();
-                    for id in self.workers.due_for_spawn(self.config.processes, now) {
+                    for (id, pid, reason) in watchdog::recycled(&self.scoreboard, &mut self.workers)
+                    {
+                        tracing::info!("worker {id} (pid: {pid}) is recycling ({reason}); starting its successor");
                         self.spawn(id);
+                    }
+                    let now = Instant::now();
+                    for id in self.workers.due_for_spawn(self.target, now) {
+                        self.spawn(id);
+                    }
+                    self.finish_reload_if_ready();
+                    if let Some(path) = self.touch_reload.changed() {
+                        self.begin_reload(&format!("touch-reload: {} changed", path.display()));
+                    }
+                    if self.config.cheaper > 0 && self.reload.is_none() {
+                        let running = self.workers.current().count();
+                        match self.cheaper.decide(
+                            &self.scoreboard,
+                            &self.workers,
+                            running,
+                            self.config.cheaper,
+                            self.config.processes,
+                        ) {
+                            watchdog::Scale::Up => {
+                                self.scale_to(self.target + 1, "cheaper: all workers busy")
+                            }
+                            watchdog::Scale::Down => {
+                                self.scale_to(self.target - 1, "cheaper: workers idle")
+                            }
+                            watchdog::Scale::Hold => {}
+                        }
                     }
                 }
                 Phase::Draining | Phase::Stopped => {
@@ -238,13 +357,30 @@ pub fn run(config: Config) -> i32 {
             .or_else(|| config.wsgi_file.as_ref().map(|p| p.display().to_string()))
             .unwrap_or_default()
     );
+    let scoreboard = match Scoreboard::create(SCOREBOARD_SLOTS, config.threads) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot create the scoreboard: {e}");
+            return 1;
+        }
+    };
+    let target = if config.cheaper > 0 {
+        config.cheaper
+    } else {
+        config.processes
+    };
     let mut master = Master {
+        touch_reload: watchdog::TouchReload::new(&config.touch_reload),
+        cheaper: watchdog::Cheaper::new(),
         config,
         listeners: bound,
-        workers: Workers::new(),
+        scoreboard,
+        workers: Workers::new(SCOREBOARD_SLOTS),
         phase: Phase::Bootstrap,
         exit_code: 0,
         stop_deadline: None,
+        target,
+        reload: None,
     };
     master.run(&signals)
 }

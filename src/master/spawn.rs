@@ -1,8 +1,8 @@
 //! fork+exec of a worker: our own binary in the worker role (DESIGN §1).
 //!
 //! The child gets the boot message (config and listener facts, JSON in a
-//! memfd) at fd 3 and the listeners at fds 4.., and dies with the master
-//! (PR_SET_PDEATHSIG).
+//! memfd) at fd 3, the scoreboard at fd 4 and the listeners at fds 5.., and
+//! dies with the master (PR_SET_PDEATHSIG).
 
 use std::io::{self, Seek, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -10,7 +10,15 @@ use std::os::unix::process::CommandExt;
 use std::process::Command;
 
 use crate::config::Config;
-use crate::worker::{BootMessage, ListenerMeta, BOOT_FD, FIRST_LISTENER_FD};
+use crate::worker::{BootMessage, ListenerMeta, BOOT_FD, FIRST_LISTENER_FD, SCOREBOARD_FD};
+
+/// Where a worker finds its scoreboard slot.
+#[derive(Clone, Copy)]
+pub struct ScoreboardRef {
+    pub fd: RawFd,
+    pub slots: usize,
+    pub slot: usize,
+}
 
 /// Lowest descriptor used while shuffling fds in the child, above any target.
 const SHUFFLE_BASE: RawFd = 512;
@@ -33,16 +41,19 @@ fn boot_memfd(msg: &BootMessage) -> io::Result<OwnedFd> {
 pub fn spawn_worker(
     config: &Config,
     worker_id: usize,
+    scoreboard: ScoreboardRef,
     listeners: &[(RawFd, ListenerMeta)],
 ) -> io::Result<i32> {
     let msg = BootMessage {
         config: config.clone(),
         worker_id,
+        slot: scoreboard.slot,
+        scoreboard_slots: scoreboard.slots,
         listeners: listeners.iter().map(|(_, m)| m.clone()).collect(),
     };
     let memfd = boot_memfd(&msg)?;
     let exe = std::env::current_exe()?;
-    let mut sources: Vec<RawFd> = vec![memfd.as_raw_fd()];
+    let mut sources: Vec<RawFd> = vec![memfd.as_raw_fd(), scoreboard.fd];
     sources.extend(listeners.iter().map(|(fd, _)| *fd));
     let mut cmd = Command::new(exe);
     cmd.arg("__worker__").arg(worker_id.to_string());
@@ -80,7 +91,10 @@ pub fn spawn_worker(
             Ok(())
         });
     }
-    debug_assert_eq!(FIRST_LISTENER_FD, BOOT_FD + 1);
+    debug_assert_eq!(
+        (SCOREBOARD_FD, FIRST_LISTENER_FD),
+        (BOOT_FD + 1, BOOT_FD + 2)
+    );
     let child = cmd.spawn()?;
     // The master reaps with waitpid(-1); the Child handle is not needed.
     Ok(child.id() as i32)

@@ -1,9 +1,11 @@
-//! The worker table: who runs where, exits, and respawn with backoff.
+//! The worker table: which process runs which worker id in which scoreboard
+//! slot, their exits, and respawn with backoff.
 //!
 //! A worker that exits with [`EXIT_BOOT_ERROR`] could not load the app: the
 //! master stops instead of respawning forever. A worker that dies soon after
 //! starting is respawned with exponential backoff; one that ran for a while
-//! is respawned at once.
+//! is respawned at once. "Retired" processes belong to an older generation
+//! (reload, recycling, scale-down) and are draining; they are not respawned.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,17 +18,32 @@ const BACKOFF_START: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
-struct Slot {
+struct IdState {
     pid: Option<i32>,
     spawned_at: Instant,
     quick_deaths: u32,
     next_spawn: Instant,
 }
 
+/// One live worker process.
+#[derive(Debug)]
+pub struct Proc {
+    pub id: usize,
+    pub slot: usize,
+    pub retired: bool,
+    /// Set when harakiri fired: the SIGKILL deadline.
+    pub kill_at: Option<Instant>,
+    /// Set when the master already started this worker's successor.
+    pub replaced: bool,
+}
+
 #[derive(Debug, PartialEq, Eq)]
 pub enum ExitKind {
-    /// A worker we told to go (reload, scale down).
+    /// A worker we told to go (reload, recycling, scale-down).
     Retired,
+    /// A worker that asked to be replaced (max-requests, reload-on-rss)
+    /// and exited before the master started its successor.
+    Recycled,
     BootFailure,
     Died,
 }
@@ -57,45 +74,60 @@ pub fn kill(pid: i32, sig: i32) {
 }
 
 pub struct Workers {
-    slots: HashMap<usize, Slot>,
-    /// Draining workers of an earlier generation, pid → id.
-    retired: HashMap<i32, usize>,
+    ids: HashMap<usize, IdState>,
+    procs: HashMap<i32, Proc>,
+    free_slots: Vec<usize>,
 }
 
 impl Workers {
-    pub fn new() -> Workers {
+    pub fn new(slots: usize) -> Workers {
         Workers {
-            slots: HashMap::new(),
-            retired: HashMap::new(),
+            ids: HashMap::new(),
+            procs: HashMap::new(),
+            free_slots: (0..slots).rev().collect(),
         }
     }
 
-    pub fn started(&mut self, id: usize, pid: i32) {
+    pub fn alloc_slot(&mut self) -> Option<usize> {
+        self.free_slots.pop()
+    }
+
+    fn id_state(&mut self, id: usize) -> &mut IdState {
         let now = Instant::now();
-        let slot = self.slots.entry(id).or_insert(Slot {
+        self.ids.entry(id).or_insert(IdState {
             pid: None,
             spawned_at: now,
             quick_deaths: 0,
             next_spawn: now,
-        });
-        slot.pid = Some(pid);
-        slot.spawned_at = now;
+        })
     }
 
-    pub fn spawn_failed(&mut self, id: usize) {
-        let now = Instant::now();
-        let slot = self.slots.entry(id).or_insert(Slot {
-            pid: None,
-            spawned_at: now,
-            quick_deaths: 0,
-            next_spawn: now,
-        });
-        slot.quick_deaths += 1;
-        slot.next_spawn = now + backoff(slot.quick_deaths);
+    pub fn started(&mut self, id: usize, pid: i32, slot: usize) {
+        let st = self.id_state(id);
+        st.pid = Some(pid);
+        st.spawned_at = Instant::now();
+        self.procs.insert(
+            pid,
+            Proc {
+                id,
+                slot,
+                retired: false,
+                kill_at: None,
+                replaced: false,
+            },
+        );
     }
 
-    /// Collects every exited child without blocking.
-    pub fn reap(&mut self) -> Vec<Exit> {
+    pub fn spawn_failed(&mut self, id: usize, slot: usize) {
+        self.free_slots.push(slot);
+        let st = self.id_state(id);
+        st.quick_deaths += 1;
+        st.next_spawn = Instant::now() + backoff(st.quick_deaths);
+    }
+
+    /// Collects every exited child without blocking; frees their slots.
+    /// `recycling(slot)` tells whether a worker had asked to be replaced.
+    pub fn reap(&mut self, recycling: impl Fn(usize) -> bool) -> Vec<Exit> {
         let mut exits = Vec::new();
         loop {
             let mut status = 0;
@@ -104,7 +136,12 @@ impl Workers {
             if pid <= 0 {
                 break;
             }
-            if let Some(id) = self.retired.remove(&pid) {
+            let Some(proc_) = self.procs.remove(&pid) else {
+                continue; // not a worker (e.g. a re-parented grandchild)
+            };
+            self.free_slots.push(proc_.slot);
+            let id = proc_.id;
+            if proc_.retired {
                 exits.push(Exit {
                     id,
                     pid,
@@ -113,17 +150,27 @@ impl Workers {
                 });
                 continue;
             }
-            let Some((&id, slot)) = self.slots.iter_mut().find(|(_, s)| s.pid == Some(pid)) else {
-                continue; // not ours (e.g. a grandchild re-parented to us)
-            };
-            slot.pid = None;
+            let recycled = recycling(proc_.slot);
+            let st = self.id_state(id);
+            st.pid = None;
             let now = Instant::now();
-            if now.duration_since(slot.spawned_at) < QUICK_DEATH {
-                slot.quick_deaths += 1;
-                slot.next_spawn = now + backoff(slot.quick_deaths);
+            if recycled {
+                st.quick_deaths = 0;
+                st.next_spawn = now;
+                exits.push(Exit {
+                    id,
+                    pid,
+                    kind: ExitKind::Recycled,
+                    status,
+                });
+                continue;
+            }
+            if now.duration_since(st.spawned_at) < QUICK_DEATH {
+                st.quick_deaths += 1;
+                st.next_spawn = now + backoff(st.quick_deaths);
             } else {
-                slot.quick_deaths = 0;
-                slot.next_spawn = now;
+                st.quick_deaths = 0;
+                st.next_spawn = now;
             }
             let boot_failure =
                 libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == EXIT_BOOT_ERROR;
@@ -144,61 +191,75 @@ impl Workers {
     /// Worker ids in `1..=processes` that have no process and whose backoff passed.
     pub fn due_for_spawn(&self, processes: usize, now: Instant) -> Vec<usize> {
         (1..=processes)
-            .filter(|id| match self.slots.get(id) {
+            .filter(|id| match self.ids.get(id) {
                 None => true,
                 Some(s) => s.pid.is_none() && s.next_spawn <= now,
             })
             .collect()
     }
 
-    /// Ids in `1..=processes` with no process, regardless of backoff.
-    pub fn missing_ids(&self, processes: usize) -> Vec<usize> {
-        (1..=processes)
-            .filter(|id| self.slots.get(id).is_none_or(|s| s.pid.is_none()))
-            .collect()
+    /// Marks a process as retired (it drains and is not respawned); its id
+    /// becomes free for a successor.
+    pub fn retire(&mut self, pid: i32) {
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.retired = true;
+            let id = p.id;
+            if let Some(st) = self.ids.get_mut(&id) {
+                if st.pid == Some(pid) {
+                    st.pid = None;
+                    st.quick_deaths = 0;
+                    st.next_spawn = Instant::now();
+                }
+            }
+        }
     }
 
-    /// Moves every current worker to the retired set; returns their pids.
+    /// Retires every current worker; returns their pids.
     pub fn retire_all(&mut self) -> Vec<i32> {
-        let mut pids = Vec::new();
-        for (&id, slot) in self.slots.iter_mut() {
-            if let Some(pid) = slot.pid.take() {
-                self.retired.insert(pid, id);
-                pids.push(pid);
-            }
-            slot.quick_deaths = 0;
-            slot.next_spawn = Instant::now();
+        let pids: Vec<i32> = self
+            .procs
+            .iter()
+            .filter(|(_, p)| !p.retired)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for &pid in &pids {
+            self.retire(pid);
         }
         pids
     }
 
-    /// Retires the worker with the highest id above `processes`, if any.
+    /// Retires the current worker with the highest id above `processes`.
     pub fn retire_highest(&mut self, processes: usize) -> Option<i32> {
-        let id = *self
-            .slots
+        let (pid, _) = self
+            .procs
             .iter()
-            .filter(|(id, s)| **id > processes && s.pid.is_some())
-            .map(|(id, _)| id)
-            .max()?;
-        let slot = self.slots.get_mut(&id)?;
-        let pid = slot.pid.take()?;
-        self.retired.insert(pid, id);
+            .filter(|(_, p)| !p.retired && p.id > processes)
+            .max_by_key(|(_, p)| p.id)?;
+        let pid = *pid;
+        self.retire(pid);
         Some(pid)
     }
 
     pub fn signal_all(&self, sig: i32) {
-        for pid in self
-            .slots
-            .values()
-            .filter_map(|s| s.pid)
-            .chain(self.retired.keys().copied())
-        {
-            kill(pid, sig);
+        for pid in self.procs.keys() {
+            kill(*pid, sig);
         }
     }
 
     pub fn alive(&self) -> usize {
-        self.slots.values().filter(|s| s.pid.is_some()).count() + self.retired.len()
+        self.procs.len()
+    }
+
+    /// Live processes of the current generation.
+    pub fn current(&self) -> impl Iterator<Item = (i32, &Proc)> {
+        self.procs
+            .iter()
+            .filter(|(_, p)| !p.retired)
+            .map(|(pid, p)| (*pid, p))
+    }
+
+    pub fn all_mut(&mut self) -> impl Iterator<Item = (i32, &mut Proc)> {
+        self.procs.iter_mut().map(|(pid, p)| (*pid, p))
     }
 }
 
@@ -221,14 +282,27 @@ mod tests {
 
     #[test]
     fn retiring_frees_ids_for_the_next_generation() {
-        let mut w = Workers::new();
-        w.started(1, 100);
-        w.started(2, 101);
+        let mut w = Workers::new(8);
+        let (a, b) = (w.alloc_slot().unwrap(), w.alloc_slot().unwrap());
+        w.started(1, 100, a);
+        w.started(2, 101, b);
         assert!(w.due_for_spawn(2, Instant::now()).is_empty());
         let mut old = w.retire_all();
         old.sort();
         assert_eq!(old, vec![100, 101]);
-        assert_eq!(w.missing_ids(2), vec![1, 2]);
+        assert_eq!(w.due_for_spawn(2, Instant::now()), vec![1, 2]);
         assert_eq!(w.alive(), 2);
+        assert_eq!(w.current().count(), 0);
+    }
+
+    #[test]
+    fn scale_down_retires_the_highest_id() {
+        let mut w = Workers::new(8);
+        for (id, pid) in [(1, 10), (2, 11), (3, 12)] {
+            let slot = w.alloc_slot().unwrap();
+            w.started(id, pid, slot);
+        }
+        assert_eq!(w.retire_highest(2), Some(12));
+        assert_eq!(w.retire_highest(2), None);
     }
 }

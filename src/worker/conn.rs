@@ -451,6 +451,8 @@ impl Conn {
         let keep_alive =
             head.keep_alive && shared.keepalive_timeout_ms > 0 && !shared.is_draining();
         let started = Instant::now();
+        let core_slot = shared.scoreboard.core(shared.slot, cx.core);
+        core_slot.begin(method, h1::span(&self.rbuf, head.target));
         let date = cx.clock.http_date();
         let date = &date[..];
         let outcome = shared.wsgi.handle(
@@ -470,14 +472,21 @@ impl Conn {
             keep_alive,
             date,
         );
-        let requests = shared
-            .requests
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            + 1;
+        core_slot.end();
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        let requests = shared.worker_slot().requests.fetch_add(1, relaxed) + 1;
+        let total = shared.scoreboard.total_requests().fetch_add(1, relaxed) + 1;
+        if shared.max_requests > 0 && requests >= shared.max_requests {
+            shared.recycle(
+                "requests",
+                &format!("max-requests reached ({requests} requests)"),
+            );
+        }
         if shared.log_requests && !outcome.client_gone {
             cx.log.request(crate::logging::RequestLine {
                 pid: shared.pid,
                 requests,
+                total,
                 remote_addr: &self.remote_addr,
                 vars: outcome.vars,
                 vars_bytes: outcome.vars_bytes,

@@ -21,7 +21,7 @@ pub mod poll;
 
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,20 +30,26 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::logging::{AccessLog, Clock as LogClock};
+use crate::master::scoreboard::{Scoreboard, WorkerSlot, WorkerState};
 use crate::wsgi::{AppSpec, ListenerEnv, ThreadState, Wsgi};
 use poll::{Clock, Poller, Registry};
 
 /// Exit status of a worker whose app could not be loaded (uWSGI's value).
 pub const EXIT_BOOT_ERROR: i32 = 22;
-/// The descriptor the boot message arrives on; listeners follow it.
+/// The descriptor the boot message arrives on; the scoreboard and the
+/// listeners follow it.
 pub const BOOT_FD: RawFd = 3;
-pub const FIRST_LISTENER_FD: RawFd = 4;
+pub const SCOREBOARD_FD: RawFd = 4;
+pub const FIRST_LISTENER_FD: RawFd = 5;
 
 /// Everything the master hands a worker, as JSON on [`BOOT_FD`].
 #[derive(Serialize, Deserialize)]
 pub struct BootMessage {
     pub config: Config,
     pub worker_id: usize,
+    /// This worker's scoreboard slot, and the table's size.
+    pub slot: usize,
+    pub scoreboard_slots: usize,
     pub listeners: Vec<ListenerMeta>,
 }
 
@@ -68,7 +74,11 @@ pub struct Shared {
     pub open: AtomicUsize,
     pub max_connections: usize,
     draining: Arc<AtomicBool>,
-    pub requests: AtomicU64,
+    pub scoreboard: Scoreboard,
+    pub slot: usize,
+    /// Recycle after this many requests (max-requests plus this worker's
+    /// share of max-requests-delta); 0 = never.
+    pub max_requests: u64,
     pub pid: u32,
     pub log_requests: bool,
     pub post_buffering: usize,
@@ -83,6 +93,18 @@ pub struct Shared {
 impl Shared {
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Relaxed)
+    }
+
+    pub fn worker_slot(&self) -> &WorkerSlot {
+        self.scoreboard.worker(self.slot)
+    }
+
+    /// Asks the master for a successor and drains (max-requests, reload-on-rss).
+    pub fn recycle(&self, reason: &str, detail: &str) {
+        if !self.draining.swap(true, Ordering::AcqRel) {
+            tracing::info!("{detail}; recycling this worker");
+            self.worker_slot().request_recycle(reason);
+        }
     }
 }
 
@@ -117,6 +139,13 @@ pub fn run() -> ! {
     };
     crate::logging::init(&format!("worker {}", boot.worker_id));
     let cfg = &boot.config;
+    let scoreboard = match Scoreboard::open(SCOREBOARD_FD, boot.scoreboard_slots, cfg.threads) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("cannot map the scoreboard: {e}");
+            std::process::exit(EXIT_BOOT_ERROR);
+        }
+    };
     let started = Instant::now();
     let listener_env: Vec<ListenerEnv> = boot
         .listeners
@@ -150,6 +179,12 @@ pub fn run() -> ! {
         cfg.threads
     );
 
+    // max-requests-delta staggers recycling: each worker adds its own share.
+    let max_requests = match cfg.max_requests {
+        0 => 0,
+        n if cfg.max_requests_delta == 0 => n,
+        n => n + (std::process::id() as u64 % (cfg.max_requests_delta + 1)),
+    };
     let draining = Arc::new(AtomicBool::new(false));
     if let Err(e) = signal_hook::flag::register(signal_hook::consts::SIGTERM, draining.clone()) {
         tracing::error!("cannot install the SIGTERM handler: {e}");
@@ -189,7 +224,9 @@ pub fn run() -> ! {
         open: AtomicUsize::new(0),
         max_connections: cfg.worker_connections,
         draining,
-        requests: AtomicU64::new(0),
+        scoreboard,
+        slot: boot.slot,
+        max_requests,
         pid: std::process::id(),
         log_requests: !cfg.disable_logging,
         post_buffering: cfg.post_buffering,
@@ -209,6 +246,7 @@ pub fn run() -> ! {
             std::process::exit(1);
         }
     }
+    shared.worker_slot().set_state(WorkerState::Accepting);
     for core in 0..cfg.threads {
         let shared = shared.clone();
         let spawned = std::thread::Builder::new()
@@ -219,10 +257,17 @@ pub fn run() -> ! {
             std::process::exit(1);
         }
     }
-    reaper(&shared)
+    reaper(&shared, cfg.reload_on_rss)
 }
 
 fn thread_main(shared: &Shared, core: usize) {
+    // SAFETY: pthread_self has no preconditions.
+    let thread_id = unsafe { libc::pthread_self() } as u64;
+    shared
+        .scoreboard
+        .core(shared.slot, core)
+        .thread_id
+        .store(thread_id, Ordering::Relaxed);
     let mut cx = ThreadCx {
         shared,
         thread_state: ThreadState::attach_current_thread(),
@@ -249,14 +294,38 @@ fn thread_main(shared: &Shared, core: usize) {
     }
 }
 
-/// The main thread's loop: deadlines, paused listeners, draining.
-fn reaper(shared: &Shared) -> ! {
+/// Resident set size of this process, from /proc/self/statm.
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    Some(pages * page)
+}
+
+/// The main thread's loop: deadlines, paused listeners, RSS, draining.
+fn reaper(shared: &Shared, reload_on_rss_mb: u64) -> ! {
     let mut drain_started: Option<Instant> = None;
     loop {
         std::thread::sleep(Duration::from_millis(100));
+        if let Some(rss) = rss_bytes() {
+            shared.worker_slot().rss_bytes.store(rss, Ordering::Relaxed);
+            if reload_on_rss_mb > 0 && rss > reload_on_rss_mb * 1024 * 1024 {
+                shared.recycle(
+                    "rss",
+                    &format!(
+                        "RSS {} MiB exceeds reload-on-rss = {reload_on_rss_mb}",
+                        rss / (1024 * 1024)
+                    ),
+                );
+            }
+        }
         let draining = shared.is_draining();
         if draining && drain_started.is_none() {
             drain_started = Some(Instant::now());
+            if shared.worker_slot().state() != WorkerState::Recycling {
+                shared.worker_slot().set_state(WorkerState::Draining);
+            }
             tracing::info!("draining: finishing in-flight requests");
             for (fd, _) in &shared.listeners {
                 use std::os::fd::AsRawFd;

@@ -119,6 +119,12 @@ impl Poller {
     }
 }
 
+/// While draining, an idle keep-alive connection is closed only after it has
+/// been idle this long. A client that reuses connections continuously gets
+/// its next request served (with `Connection: close`) instead of racing our
+/// close, which is what makes reloads lose nothing.
+pub const DRAIN_IDLE_GRACE_MS: u64 = 1000;
+
 /// What kind of wait a parked connection is in (for draining and 408s).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(u8)]
@@ -138,6 +144,8 @@ pub struct ConnTimer {
     pub fd: RawFd,
     /// Milliseconds since the worker's clock base; 0 = no deadline.
     deadline_ms: AtomicU64,
+    /// When the connection was last parked (clock ms).
+    parked_ms: AtomicU64,
     wait: std::sync::atomic::AtomicU8,
     pub expired: AtomicBool,
 }
@@ -145,7 +153,9 @@ pub struct ConnTimer {
 impl ConnTimer {
     pub fn park(&self, clock: &Clock, wait: Wait, timeout_ms: u64) {
         self.wait.store(wait as u8, Ordering::Relaxed);
-        let at = clock.now_ms() + timeout_ms.max(1);
+        let now = clock.now_ms();
+        self.parked_ms.store(now, Ordering::Relaxed);
+        let at = now + timeout_ms.max(1);
         self.deadline_ms.store(at, Ordering::Release);
     }
 
@@ -195,6 +205,7 @@ impl Registry {
         let timer = Arc::new(ConnTimer {
             fd,
             deadline_ms: AtomicU64::new(0),
+            parked_ms: AtomicU64::new(0),
             wait: std::sync::atomic::AtomicU8::new(0),
             expired: AtomicBool::new(false),
         });
@@ -222,7 +233,8 @@ impl Registry {
     }
 
     /// Wakes connections whose deadline passed, and (when `drain_idle`)
-    /// idle keep-alive connections so they close. Returns the open count.
+    /// keep-alive connections idle for [`DRAIN_IDLE_GRACE_MS`], so they
+    /// close. Returns the open count.
     pub fn reap(&self, now_ms: u64, drain_idle: bool) -> usize {
         let guard = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         let mut open = 0;
@@ -232,7 +244,9 @@ impl Registry {
             if deadline == 0 {
                 continue;
             }
-            let idle = timer.wait_kind() == Wait::Idle as u8;
+            let idle = timer.wait_kind() == Wait::Idle as u8
+                && now_ms.saturating_sub(timer.parked_ms.load(Ordering::Relaxed))
+                    >= DRAIN_IDLE_GRACE_MS;
             if deadline <= now_ms || (drain_idle && idle) {
                 timer.expired.store(true, Ordering::Release);
                 timer.deadline_ms.store(0, Ordering::Relaxed);

@@ -171,6 +171,9 @@ impl Wsgi {
         let app = support
             .call_method1("load_app", (spec.module, wsgi_file, spec.callable))
             .map_err(report)?;
+        support
+            .call_method0("enable_tracebacks_on_harakiri")
+            .map_err(report)?;
         let io = py.import("io").map_err(report)?;
         let bytes_io = io.getattr("BytesIO").map_err(report)?;
         let sys = py.import("sys").map_err(report)?;

@@ -66,6 +66,23 @@ def load_app(module, wsgi_file, callable_name):
     return app
 
 
+def enable_tracebacks_on_harakiri():
+    """SIGUSR2 dumps every thread's Python traceback to stderr (the log).
+
+    The master sends it when a request passes its harakiri deadline, just
+    before the SIGKILL. faulthandler writes without the GIL, so it works
+    even when the stuck thread holds it.
+    """
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
+    # Importing `signal` installs Python's KeyboardInterrupt handler for
+    # SIGINT, which only ever runs on the main thread, and ours never runs
+    # Python: SIGINT (fast shutdown) must kill the worker at once instead.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spooled_input(fd):
     """wsgi.input for a body spooled to a temp file (owns and closes fd)."""
     return io.open(fd, "rb", closefd=True)

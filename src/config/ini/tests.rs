@@ -315,7 +315,8 @@ fn option_errors_name_file_and_line() {
             "unknown option 'procesess' (did you mean 'processes'?)",
         ),
         ("zzzzzz = 1", "unknown option 'zzzzzz'"),
-        ("harakiri = 30", "option 'harakiri' is not supported yet"),
+        ("stats = :9191", "option 'stats' is not supported yet"),
+        ("harakiri", "option 'harakiri' needs a value"),
         ("processes", "option 'processes' needs a value"),
         ("= 4", "missing option name before '='"),
         ("[uwsgi", "malformed section header '[uwsgi'"),
@@ -361,5 +362,22 @@ fn parse_sections_keeps_other_sections() {
                 },
             ],
         }]
+    );
+}
+
+#[test]
+fn bare_chmod_socket_means_666() {
+    let dir = TempDir::new();
+    let path = dir.write(
+        "sock.ini",
+        "[uwsgi]\nchmod-socket\nchmod-socket = 660\nvacuum\n",
+    );
+    assert_eq!(
+        load(&path).unwrap(),
+        pairs(&[
+            ("chmod-socket", "666"),
+            ("chmod-socket", "660"),
+            ("vacuum", "true"),
+        ])
     );
 }

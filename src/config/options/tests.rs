@@ -2,6 +2,7 @@
 
 use super::*;
 use std::collections::HashSet;
+use std::path::PathBuf;
 
 fn spec(name: &str) -> &'static OptionSpec {
     match lookup(name) {
@@ -59,6 +60,18 @@ fn defaults_match_the_documented_values() {
     assert_eq!((c.worker_connections, c.worker_reload_mercy), (1000, 60));
     assert!(!c.disable_logging);
     assert!(c.http.is_empty() && c.module.is_none() && c.wsgi_file.is_none());
+    assert_eq!(
+        (c.harakiri, c.max_requests, c.max_requests_delta),
+        (0, 0, 0)
+    );
+    assert_eq!((c.reload_on_rss, c.cheaper), (0, 0));
+    assert!(!c.vacuum && !c.no_root_workers && !c.static_gzip);
+    assert_eq!(
+        (c.chmod_socket, c.pidfile.clone(), c.master_fifo.clone()),
+        (None, None, None)
+    );
+    assert!(c.uid.is_none() && c.gid.is_none() && c.touch_reload.is_empty());
+    assert!(c.static_map.is_empty() && c.static_expires.is_empty() && c.static_index.is_empty());
 }
 
 #[test]
@@ -68,7 +81,10 @@ fn lookup_finds_aliases_and_suggests() {
     assert_eq!(spec("home").name, "virtualenv");
     assert_eq!(spec("file").name, "wsgi-file");
     assert_eq!(spec("keep-alive").name, "keepalive-timeout");
-    assert!(matches!(lookup("harakiri"), Lookup::NotYet(_)));
+    assert_eq!(spec("max-requests-jitter").name, "max-requests-delta");
+    assert!(matches!(lookup("harakiri"), Lookup::Found(_)));
+    assert!(matches!(lookup("stats"), Lookup::NotYet(_)));
+    assert!(matches!(lookup("socket"), Lookup::NotYet(_)));
     assert!(matches!(
         lookup("procesess"),
         Lookup::Unknown {
@@ -166,4 +182,116 @@ fn update_sizes_and_flags() {
     assert!(apply("master", "sure").is_err());
     assert!(apply("set-placeholder", "base=/srv").is_ok());
     assert!(apply("set-placeholder", "base").is_err());
+}
+
+#[test]
+fn update_supervision() {
+    assert_eq!(apply("harakiri", "30").unwrap().harakiri, 30);
+    assert_eq!(apply("harakiri", "0").unwrap().harakiri, 0);
+    assert_eq!(
+        apply("harakiri", "-1"),
+        Err("expected a whole number".into())
+    );
+    assert_eq!(apply("max-requests", "5000").unwrap().max_requests, 5000);
+    assert!(apply("max-requests", "5k").is_err());
+    assert_eq!(
+        apply("max-requests-delta", "100")
+            .unwrap()
+            .max_requests_delta,
+        100
+    );
+    assert_eq!(
+        apply("max-requests-jitter", "7")
+            .unwrap()
+            .max_requests_delta,
+        7
+    );
+    assert_eq!(apply("reload-on-rss", "512").unwrap().reload_on_rss, 512);
+    assert!(apply("reload-on-rss", "512M").is_err());
+    assert_eq!(apply("cheaper", "2").unwrap().cheaper, 2);
+    assert!(apply("cheaper", "two").is_err());
+    let mut c = Config::default();
+    (spec("touch-reload").apply)(&mut c, "/srv/reload").unwrap();
+    (spec("touch-reload").apply)(&mut c, "app.py").unwrap();
+    assert_eq!(
+        c.touch_reload,
+        [PathBuf::from("/srv/reload"), PathBuf::from("app.py")]
+    );
+    assert!(apply("touch-reload", "").is_err());
+    assert_eq!(
+        apply("pidfile", "/run/app.pid").unwrap().pidfile,
+        Some("/run/app.pid".into())
+    );
+    assert!(apply("pidfile", "").is_err());
+    assert_eq!(
+        apply("master-fifo", "/run/app.fifo").unwrap().master_fifo,
+        Some("/run/app.fifo".into())
+    );
+    assert!(apply("master-fifo", "").is_err());
+    assert!(apply("vacuum", "true").unwrap().vacuum);
+    assert!(!apply("vacuum", "off").unwrap().vacuum);
+    assert!(apply("vacuum", "sometimes").is_err());
+}
+
+#[test]
+fn update_sockets_and_privileges() {
+    assert_eq!(
+        apply("chmod-socket", "660").unwrap().chmod_socket,
+        Some(0o660)
+    );
+    assert_eq!(
+        apply("chmod-socket", "666").unwrap().chmod_socket,
+        Some(0o666)
+    );
+    for bad in ["", "0660", "66", "999", "rw"] {
+        assert_eq!(
+            apply("chmod-socket", bad),
+            Err("expected 3 octal digits, like 660".into()),
+            "{bad}"
+        );
+    }
+    assert_eq!(Kind::OptionalMode.bare_value(), Some("666"));
+    assert_eq!(Kind::Flag.bare_value(), Some("true"));
+    assert_eq!(Kind::Uint.bare_value(), None);
+    assert_eq!(
+        apply("uid", "www-data").unwrap().uid.as_deref(),
+        Some("www-data")
+    );
+    assert_eq!(apply("uid", "33").unwrap().uid.as_deref(), Some("33"));
+    assert_eq!(apply("gid", "33").unwrap().gid.as_deref(), Some("33"));
+    assert!(apply("uid", "").is_err());
+    assert_eq!(apply("gid", "www data"), Err("contains whitespace".into()));
+    assert!(apply("no-root-workers", "yes").unwrap().no_root_workers);
+    assert!(apply("no-root-workers", "maybe").is_err());
+}
+
+#[test]
+fn update_static_files() {
+    let mut c = Config::default();
+    (spec("static-map").apply)(&mut c, "/static/=/srv/static").unwrap();
+    (spec("static-map").apply)(&mut c, "/=public").unwrap();
+    assert_eq!(
+        c.static_map,
+        [
+            ("/static".to_string(), PathBuf::from("/srv/static")),
+            ("/".to_string(), PathBuf::from("public")),
+        ]
+    );
+    assert!(apply("static-map", "static=/srv").is_err());
+    assert!(apply("static-map", "/static=").is_err());
+    assert_eq!(
+        apply("static-expires", r"\.(css|js)$ 86400")
+            .unwrap()
+            .static_expires,
+        [(r"\.(css|js)$".to_string(), 86400)]
+    );
+    assert!(apply("static-expires", "([ 60").is_err());
+    assert!(apply("static-expires", r"\.css$").is_err());
+    assert_eq!(
+        apply("static-index", "index.html").unwrap().static_index,
+        ["index.html"]
+    );
+    assert!(apply("static-index", "a/index.html").is_err());
+    assert!(apply("static-gzip", "on").unwrap().static_gzip);
+    assert!(apply("static-gzip", "2").is_err());
 }
