@@ -5,12 +5,14 @@
 //! - the worker ([`worker`], started as `capataz __worker__ N`): serves HTTP
 //!   and runs the app through [`wsgi`], the only module that touches CPython.
 //!
-//! Other components: [`config`] (the option table and its three sources) and
-//! [`logging`] (server log and access log).
+//! Other components: [`config`] (the option table and its three sources),
+//! [`logging`] (server log and access log) and [`static_files`] (`static-map`,
+//! served by the worker's I/O side without Python).
 
 mod config;
 mod logging;
 mod master;
+mod static_files;
 mod worker;
 mod wsgi;
 

@@ -19,6 +19,8 @@ pub enum ListenError {
 pub struct Listener {
     pub fd: OwnedFd,
     pub meta: ListenerMeta,
+    /// For unix sockets bound by us: the path and its (dev, inode), for `vacuum`.
+    pub unix_path: Option<(std::path::PathBuf, (u64, u64))>,
 }
 
 /// The kernel's cap on the accept backlog.
@@ -69,6 +71,7 @@ fn bind_tcp(address: &str, host: &str, port: u16, backlog: i32) -> Result<Listen
         .unwrap_or(addr);
     Ok(Listener {
         fd: socket.into(),
+        unix_path: None,
         meta: ListenerMeta {
             address: address.to_string(),
             unix: false,
@@ -109,6 +112,7 @@ fn bind_unix(
     sockaddr: SockAddr,
     backlog: i32,
     path: Option<&Path>,
+    chmod: Option<u32>,
 ) -> Result<Listener, ListenError> {
     let fail = |reason: String| ListenError::Bind {
         address: address.to_string(),
@@ -119,9 +123,19 @@ fn bind_unix(
     }
     let socket = Socket::new(Domain::UNIX, Type::STREAM, None).map_err(|e| fail(e.to_string()))?;
     socket.bind(&sockaddr).map_err(|e| fail(e.to_string()))?;
+    let mut unix_path = None;
+    if let Some(path) = path {
+        if let Some(mode) = chmod {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| fail(format!("chmod-socket {mode:o}: {e}")))?;
+        }
+        unix_path = socket_identity(path).map(|id| (path.to_path_buf(), id));
+    }
     socket.listen(backlog).map_err(|e| fail(e.to_string()))?;
     Ok(Listener {
         fd: socket.into(),
+        unix_path,
         meta: ListenerMeta {
             address: address.to_string(),
             unix: true,
@@ -131,8 +145,8 @@ fn bind_unix(
     })
 }
 
-/// Binds one configured HTTP address.
-pub fn bind(address: &str, backlog: i32) -> Result<Listener, ListenError> {
+/// Binds one configured HTTP address; `chmod` applies to unix socket paths.
+pub fn bind(address: &str, backlog: i32, chmod: Option<u32>) -> Result<Listener, ListenError> {
     let fail = |reason: String| ListenError::Bind {
         address: address.to_string(),
         reason,
@@ -141,7 +155,7 @@ pub fn bind(address: &str, backlog: i32) -> Result<Listener, ListenError> {
         ListenAddress::Tcp { host, port } => bind_tcp(address, &host, port, backlog),
         ListenAddress::Unix(path) => {
             let sockaddr = SockAddr::unix(&path).map_err(|e| fail(e.to_string()))?;
-            bind_unix(address, sockaddr, backlog, Some(&path))
+            bind_unix(address, sockaddr, backlog, Some(&path), chmod)
         }
         ListenAddress::Abstract(name) => {
             use std::os::unix::ffi::OsStrExt;
@@ -150,7 +164,126 @@ pub fn bind(address: &str, backlog: i32) -> Result<Listener, ListenError> {
             raw.extend_from_slice(name.as_bytes());
             let sockaddr = SockAddr::unix(std::ffi::OsStr::from_bytes(&raw))
                 .map_err(|e| fail(e.to_string()))?;
-            bind_unix(address, sockaddr, backlog, None)
+            bind_unix(address, sockaddr, backlog, None, None)
         }
     }
+}
+
+/// A unix socket path we created, with its identity, so `vacuum` removes it
+/// only if it is still ours (same device and inode).
+pub fn socket_identity(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
+}
+
+/// Sockets passed by systemd socket activation (`LISTEN_FDS`, starting at
+/// fd 3), when `LISTEN_PID` is unset or names this process.
+pub fn take_inherited() -> Vec<Socket> {
+    let count: i32 = match std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) if n > 0 => n,
+        _ => return Vec::new(),
+    };
+    if let Some(pid) = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        if pid != std::process::id() {
+            return Vec::new();
+        }
+    }
+    (0..count)
+        .filter_map(|i| {
+            let fd = 3 + i;
+            // SAFETY: systemd's protocol hands us fds 3..3+LISTEN_FDS to own.
+            let socket = unsafe { <Socket as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            socket.set_cloexec(true).ok()?;
+            Some(socket)
+        })
+        .collect()
+}
+
+/// Whether an inherited socket listens on the configured `address`.
+fn inherited_matches(socket: &Socket, address: &str) -> bool {
+    let Ok(local) = socket.local_addr() else {
+        return false;
+    };
+    match parse_address(address) {
+        Ok(ListenAddress::Tcp { host, port }) => match local.as_socket() {
+            Some(sa) if sa.port() == port => {
+                host.is_empty()
+                    || (host.as_str(), port)
+                        .to_socket_addrs()
+                        .is_ok_and(|mut a| a.any(|a| a == sa))
+            }
+            _ => false,
+        },
+        Ok(ListenAddress::Unix(path)) => local.as_pathname().is_some_and(|p| p == path),
+        Ok(ListenAddress::Abstract(name)) => local
+            .as_abstract_namespace()
+            .is_some_and(|n| n == name.as_bytes()),
+        Err(_) => false,
+    }
+}
+
+/// Describes an inherited socket as a listener.
+fn adopt(socket: Socket, address: &str) -> Listener {
+    let local = socket.local_addr().ok();
+    let tcp = local.as_ref().and_then(|a| a.as_socket());
+    Listener {
+        meta: ListenerMeta {
+            address: address.to_string(),
+            unix: tcp.is_none(),
+            server_name: tcp.map_or_else(|| "localhost".to_string(), |a| a.ip().to_string()),
+            server_port: tcp.map_or_else(String::new, |a| a.port().to_string()),
+        },
+        fd: socket.into(),
+        unix_path: None,
+    }
+}
+
+/// Binds every configured address, using inherited sockets where they match
+/// (and serving unmatched inherited sockets as HTTP too).
+pub fn bind_all(
+    addresses: &[String],
+    backlog: i32,
+    chmod: Option<u32>,
+) -> Result<Vec<Listener>, ListenError> {
+    let mut inherited: Vec<Option<Socket>> = take_inherited().into_iter().map(Some).collect();
+    let mut out = Vec::new();
+    for address in addresses {
+        let hit = inherited
+            .iter_mut()
+            .find(|s| s.as_ref().is_some_and(|s| inherited_matches(s, address)))
+            .and_then(Option::take);
+        match hit {
+            Some(socket) => {
+                tracing::info!("using inherited socket for {address} (LISTEN_FDS)");
+                out.push(adopt(socket, address));
+            }
+            None => {
+                let l = bind(address, backlog, chmod)?;
+                tracing::info!("listening on {} (HTTP)", l.meta.address);
+                out.push(l);
+            }
+        }
+    }
+    for socket in inherited.into_iter().flatten() {
+        let name = socket
+            .local_addr()
+            .ok()
+            .and_then(|a| {
+                a.as_socket()
+                    .map(|s| s.to_string())
+                    .or_else(|| a.as_pathname().map(|p| p.display().to_string()))
+            })
+            .unwrap_or_else(|| "inherited socket".to_string());
+        tracing::info!("using inherited socket {name} (LISTEN_FDS) for HTTP");
+        out.push(adopt(socket, &name));
+    }
+    Ok(out)
 }

@@ -14,10 +14,14 @@
 //! - [`spawn`]: fork+exec of a worker with its fds.
 //! - [`supervise`]: the worker table, exits, respawn with backoff.
 //! - [`signals`]: signal flags and the self-pipe.
+//! - [`fifo`]: uWSGI's `master-fifo` single-character commands.
+//! - [`privileges`]: dropping to `uid`/`gid` after binding.
 //! - [`scoreboard`]: the shared-memory table workers report into.
 //! - [`watchdog`]: harakiri, touch-reload, recycling and adaptive scaling.
 
+pub mod fifo;
 pub mod listeners;
+pub mod privileges;
 pub mod scoreboard;
 pub mod signals;
 pub mod spawn;
@@ -64,6 +68,7 @@ struct Master {
     reload: Option<(Vec<i32>, Instant)>,
     touch_reload: watchdog::TouchReload,
     cheaper: watchdog::Cheaper,
+    fifo: Option<fifo::MasterFifo>,
 }
 
 impl Master {
@@ -187,6 +192,46 @@ impl Master {
         }
     }
 
+    /// uWSGI's master-fifo commands.
+    fn on_fifo(&mut self, command: u8) {
+        let stopping = matches!(self.phase, Phase::Draining | Phase::Stopped);
+        match command {
+            b'r' | b'w' if !stopping => self.begin_reload("master-fifo 'r'"),
+            b'q' => self.on_signal(libc::SIGTERM),
+            b'Q' => self.on_signal(libc::SIGINT),
+            b'+' if !stopping => self.scale_to(self.target + 1, "master-fifo '+'"),
+            b'-' if !stopping => self.scale_to(self.target.saturating_sub(1), "master-fifo '-'"),
+            b'l' => tracing::info!("master-fifo 'l': the log goes to stderr; nothing to reopen"),
+            b'\n' | b'\r' | b' ' => {}
+            other => tracing::warn!("master-fifo: unknown command {:?}", other as char),
+        }
+    }
+
+    /// `vacuum`: removes our unix sockets (only if still ours) and the pidfile.
+    fn vacuum(&self) {
+        for l in &self.listeners {
+            if let Some((path, id)) = &l.unix_path {
+                if listeners::socket_identity(path) == Some(*id) {
+                    match std::fs::remove_file(path) {
+                        Ok(()) => tracing::info!("vacuum: removed {}", path.display()),
+                        Err(e) => tracing::warn!("vacuum: {}: {e}", path.display()),
+                    }
+                }
+            }
+        }
+        if let Some(path) = &self.config.pidfile {
+            let ours = std::fs::read_to_string(path)
+                .is_ok_and(|t| t.trim() == std::process::id().to_string());
+            if ours {
+                let _ = std::fs::remove_file(path);
+                tracing::info!("vacuum: removed {}", path.display());
+            }
+        }
+        if let Some(f) = &self.fifo {
+            f.remove();
+        }
+    }
+
     /// Sets the number of running workers (TTIN/TTOU, cheaper).
     fn scale_to(&mut self, n: usize, why: &str) {
         let n = n.clamp(1, MAX_PROCESSES);
@@ -252,8 +297,17 @@ impl Master {
         }
         self.set_phase(Phase::Running);
         loop {
-            for sig in signals.wait(100) {
+            let fifo_fd = self.fifo.as_ref().map(|f| f.fd());
+            for sig in signals.wait(100, fifo_fd) {
                 self.on_signal(sig);
+            }
+            let commands = self
+                .fifo
+                .as_mut()
+                .map(|f| f.read_commands())
+                .unwrap_or_default();
+            for c in commands {
+                self.on_fifo(c);
             }
             self.reap();
             watchdog::harakiri(self.config.harakiri, &self.scoreboard, &mut self.workers);
@@ -295,6 +349,9 @@ impl Master {
                 Phase::Draining | Phase::Stopped => {
                     if self.workers.alive() == 0 {
                         self.set_phase(Phase::Stopped);
+                        if self.config.vacuum {
+                            self.vacuum();
+                        }
                         tracing::info!("goodbye");
                         return self.exit_code;
                     }
@@ -334,19 +391,47 @@ pub fn run(config: Config) -> i32 {
         }
     };
     let backlog = listeners::effective_backlog(config.listen);
-    let mut bound = Vec::new();
-    for address in config.http.iter().chain(config.http_socket.iter()) {
-        match listeners::bind(address, backlog) {
-            Ok(l) => {
-                tracing::info!("listening on {} (HTTP)", l.meta.address);
-                bound.push(l);
-            }
-            Err(e) => {
-                tracing::error!("{e}");
-                return 1;
-            }
+    let addresses: Vec<String> = config
+        .http
+        .iter()
+        .chain(config.http_socket.iter())
+        .cloned()
+        .collect();
+    let bound = match listeners::bind_all(&addresses, backlog, config.chmod_socket) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    if let Some(path) = &config.pidfile {
+        if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
+            tracing::error!("pidfile {}: {e}", path.display());
+            return 1;
         }
     }
+    // Bound (possibly to privileged ports) as whoever started us; now become
+    // the configured user before any worker exists.
+    if config.uid.is_some() || config.gid.is_some() {
+        if let Err(e) = privileges::drop_to(config.uid.as_deref(), config.gid.as_deref()) {
+            tracing::error!("{e}");
+            return 1;
+        }
+    }
+    if config.no_root_workers && privileges::is_root() {
+        tracing::error!("refusing to run workers as root (no-root-workers is set; set uid/gid)");
+        return 1;
+    }
+    let fifo = match &config.master_fifo {
+        Some(path) => match fifo::MasterFifo::open(path) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::error!("master-fifo {}: {e}", path.display());
+                return 1;
+            }
+        },
+        None => None,
+    };
     tracing::info!(
         "{} worker(s) with {} thread(s) each; app: {}",
         config.processes,
@@ -381,6 +466,7 @@ pub fn run(config: Config) -> i32 {
         stop_deadline: None,
         target,
         reload: None,
+        fifo,
     };
     master.run(&signals)
 }

@@ -42,15 +42,23 @@ impl Signals {
         })
     }
 
-    /// Waits up to `timeout_ms` for a signal; returns those that arrived.
-    pub fn wait(&self, timeout_ms: i32) -> Vec<i32> {
-        let mut pfd = libc::pollfd {
-            fd: self.wake_read.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: pfd is valid for the call.
-        unsafe { libc::poll(&mut pfd, 1, timeout_ms) };
+    /// Waits up to `timeout_ms` for a signal (or for `extra` to become
+    /// readable); returns the signals that arrived.
+    pub fn wait(&self, timeout_ms: i32, extra: Option<i32>) -> Vec<i32> {
+        let mut pfds = [
+            libc::pollfd {
+                fd: self.wake_read.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: extra.unwrap_or(-1),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: pfds is valid for the call; a negative fd is ignored by poll.
+        unsafe { libc::poll(pfds.as_mut_ptr(), 2, timeout_ms) };
         let mut sink = [0u8; 64];
         // SAFETY: reading into a local buffer from our non-blocking pipe.
         while unsafe {

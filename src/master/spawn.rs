@@ -57,6 +57,10 @@ pub fn spawn_worker(
     sources.extend(listeners.iter().map(|(fd, _)| *fd));
     let mut cmd = Command::new(exe);
     cmd.arg("__worker__").arg(worker_id.to_string());
+    // Socket activation variables were meant for the master only.
+    for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
+        cmd.env_remove(var);
+    }
     for (k, v) in &config.env {
         cmd.env(k, v);
     }

@@ -61,6 +61,14 @@ enum State {
     Writing {
         close_after: bool,
     },
+    /// A static file: the head is in `out`, then `remaining` bytes of `file`
+    /// from `offset` go out with sendfile.
+    File {
+        file: File,
+        offset: u64,
+        remaining: u64,
+        close_after: bool,
+    },
     /// After an error response: discard input until EOF or timeout.
     Lingering {
         until_ms: u64,
@@ -235,6 +243,23 @@ impl Conn {
                         Err(_) => return Next::Close,
                     }
                 }
+                State::File { .. } => match self.send_file() {
+                    Ok(Some(close_after)) => {
+                        if close_after {
+                            return Next::Close;
+                        }
+                        self.state = State::Head;
+                    }
+                    Ok(None) if expired => return Next::Close,
+                    Ok(None) => {
+                        return Next::Park {
+                            events: WRITE,
+                            wait: Wait::Send,
+                            timeout_ms: cx.shared.send_timeout_ms,
+                        }
+                    }
+                    Err(()) => return Next::Close,
+                },
                 State::Lingering { until_ms } => {
                     let until = *until_ms;
                     self.rbuf.clear();
@@ -431,6 +456,17 @@ impl Conn {
         };
         let shared = cx.shared;
         let hlen = head.len;
+        if shared.static_files.is_some() {
+            let consumed = match &progress {
+                BodyProgress::InPlace { len } => hlen + len,
+                _ => hlen,
+            };
+            let keep_alive =
+                head.keep_alive && shared.keepalive_timeout_ms > 0 && !shared.is_draining();
+            if self.try_static(cx, &head, keep_alive, consumed) {
+                return;
+            }
+        }
         let (body, consumed) = match progress {
             BodyProgress::InPlace { len } => {
                 (Body::Memory(&self.rbuf[hlen..hlen + len]), hlen + len)
@@ -514,6 +550,145 @@ impl Conn {
         self.state = State::Writing {
             close_after: !outcome.keep_alive,
         };
+    }
+
+    /// Sends the head, then the file. Ok(Some(close_after)) when done,
+    /// Ok(None) when the socket is full.
+    fn send_file(&mut self) -> Result<Option<bool>, ()> {
+        match self.out.write_nonblocking() {
+            Ok(WriteStatus::Done) => {}
+            Ok(WriteStatus::WouldBlock) => return Ok(None),
+            Err(_) => return Err(()),
+        }
+        let State::File {
+            file,
+            offset,
+            remaining,
+            close_after,
+        } = &mut self.state
+        else {
+            return Err(());
+        };
+        while *remaining > 0 {
+            let mut off = *offset as libc::off_t;
+            let chunk = (*remaining).min(1 << 30) as usize;
+            // SAFETY: both descriptors are open; off is a valid pointer.
+            let n =
+                unsafe { libc::sendfile(self.fd.as_raw_fd(), file.as_raw_fd(), &mut off, chunk) };
+            if n > 0 {
+                *offset += n as u64;
+                *remaining -= n as u64;
+                continue;
+            }
+            if n == 0 {
+                return Err(()); // the file shrank: the response cannot be completed
+            }
+            match io::Error::last_os_error().kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Ok(None),
+                _ => return Err(()),
+            }
+        }
+        Ok(Some(*close_after))
+    }
+
+    /// Serves a `static-map` file on the I/O side, if the path is one.
+    /// Returns false when the app should handle the request.
+    fn try_static(
+        &mut self,
+        cx: &mut ThreadCx<'_>,
+        head: &RequestHead,
+        keep_alive: bool,
+        consumed: usize,
+    ) -> bool {
+        use crate::static_files::{Lookup, RequestInfo};
+        let shared = cx.shared;
+        let Some(statics) = &shared.static_files else {
+            return false;
+        };
+        let started = Instant::now();
+        let resolved = match statics.lookup(h1::span(&self.rbuf, head.path)) {
+            Lookup::NotStatic => return false,
+            Lookup::Reject(status) => {
+                tracing::info!(
+                    "static: rejected {} from {} ({status})",
+                    String::from_utf8_lossy(h1::span(&self.rbuf, head.path)),
+                    self.remote_addr
+                );
+                let date = cx.clock.http_date();
+                super::output::push_error_response(&mut self.out.buf, status, &date);
+                self.rbuf.drain(..consumed.min(self.rbuf.len()));
+                self.state = State::Writing { close_after: true };
+                return true;
+            }
+            Lookup::File(resolved) => resolved,
+        };
+        let date = cx.clock.http_date();
+        let (buf, headers) = (&self.rbuf, &self.headers);
+        let lookup = |name: &[u8]| {
+            headers
+                .iter()
+                .find(|h| h1::span(buf, h.name).eq_ignore_ascii_case(name))
+                .map(|h| h1::span(buf, h.value))
+        };
+        let method = h1::span(buf, head.method);
+        let reply = statics.respond(
+            resolved,
+            &RequestInfo {
+                method,
+                header: &lookup,
+                http11: head.version == Version::Http11,
+                keep_alive,
+                date: &date,
+            },
+        );
+        self.out.buf.extend_from_slice(&reply.head);
+        self.out.buf.extend_from_slice(&reply.inline_body);
+        let body_len = reply
+            .body
+            .as_ref()
+            .map_or(reply.inline_body.len() as u64, |b| b.2);
+        if shared.log_requests {
+            let relaxed = std::sync::atomic::Ordering::Relaxed;
+            let requests = shared.worker_slot().requests.fetch_add(1, relaxed) + 1;
+            let total = shared.scoreboard.total_requests().fetch_add(1, relaxed) + 1;
+            cx.log.request(crate::logging::RequestLine {
+                pid: shared.pid,
+                requests,
+                total,
+                remote_addr: &self.remote_addr,
+                vars: headers.len(),
+                vars_bytes: head.len,
+                ctime: cx.clock.ctime(),
+                method,
+                uri: h1::span(buf, head.target),
+                body_bytes: body_len,
+                msecs: started.elapsed().as_millis() as u64,
+                protocol: head.version.as_bytes(),
+                status: reply.status,
+                headers: reply.head.split(|&b| b == b'\n').count().saturating_sub(2),
+                headers_bytes: reply.head.len(),
+                core: cx.core,
+            });
+        }
+        self.rbuf.drain(..consumed.min(self.rbuf.len()));
+        self.head_started_ms = if self.rbuf.is_empty() {
+            0
+        } else {
+            shared.clock.now_ms()
+        };
+        self.state = match reply.body {
+            Some((file, offset, remaining)) => State::File {
+                file,
+                offset,
+                remaining,
+                close_after: !keep_alive,
+            },
+            None => State::Writing {
+                close_after: !keep_alive,
+            },
+        };
+        true
     }
 
     /// Marks a brand-new connection, whose first wait uses the header timeout.

@@ -68,6 +68,7 @@ pub struct Shared {
     pub registry: Registry,
     pub clock: Clock,
     pub wsgi: Wsgi,
+    pub static_files: Option<crate::static_files::StaticFiles>,
     pub limits: Limits,
     pub listeners: Vec<(OwnedFd, ListenerMeta)>,
     paused: Vec<AtomicBool>,
@@ -164,6 +165,19 @@ pub fn run() -> ! {
         threads: cfg.threads,
         processes: cfg.processes,
     };
+    let static_files =
+        match crate::static_files::StaticFiles::new(&crate::static_files::StaticConfig {
+            map: &cfg.static_map,
+            expires: &cfg.static_expires,
+            index: &cfg.static_index,
+            gzip: cfg.static_gzip,
+        }) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("static-map: {e}");
+                std::process::exit(EXIT_BOOT_ERROR);
+            }
+        };
     let wsgi = match Wsgi::boot(&spec, &listener_env) {
         Ok(w) => w,
         Err(e) => {
@@ -218,6 +232,7 @@ pub fn run() -> ! {
         registry: Registry::new(),
         clock: Clock::new(),
         wsgi,
+        static_files,
         limits,
         paused: listeners.iter().map(|_| AtomicBool::new(false)).collect(),
         listeners,

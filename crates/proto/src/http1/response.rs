@@ -98,11 +98,13 @@ macro_rules! canned {
 
 /// A complete canned response for a status the server sends on its own: status line,
 /// Content-Length, `Connection: close`, `Content-Type: text/plain` and a one-line body.
-/// Covers 400, 408, 413, 414, 417, 431, 500, 503 and 505; any other code gets the 500
+/// Covers 400, 404, 405, 408, 413, 414, 417, 431, 500, 503 and 505; any other code gets the 500
 /// response.
 pub fn error_response(status: u16) -> &'static [u8] {
     match status {
         400 => canned!("400", "Bad Request", "12"),
+        404 => canned!("404", "Not Found", "10"),
+        405 => canned!("405", "Method Not Allowed", "19"),
         408 => canned!("408", "Request Timeout", "16"),
         413 => canned!("413", "Content Too Large", "18"),
         414 => canned!("414", "URI Too Long", "13"),
