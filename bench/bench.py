@@ -7,7 +7,9 @@ Stdlib only.
 
 Environment:
   SERVERS     comma list, default capataz,bjoern,granian,uwsgi,gunicorn,nginx
-  WORKLOADS   comma list, default hello,get10k,post10k,stream,sleep10,hello-2proc,hello-log
+  WORKLOADS   comma list, default hello,get10k,post10k,stream,sleep10,hello-2proc,hello-log,
+              static-1k,static-1m ("static" stands for both static rows: capataz
+              --static-map against nginx serving the same files)
   DURATION    seconds per measured wrk run (default 10)
   WARMUP      seconds of the warm-up wrk run before each measured run (default 2)
   REPEAT      rounds per (server, workload), servers interleaved (default 1)
@@ -54,8 +56,15 @@ WORKLOADS = {
     "sleep10": ("/sleep10", None, "10 ms time.sleep endpoint, 1 process, 32 threads"),
     "hello-2proc": ("/hello", None, "hello, 2 processes (server not pinned)"),
     "hello-log": ("/hello", None, "hello, access log ON to a file (capataz only)"),
+    "static-1k": ("/static/1k.bin", None, "static file, 1 KiB: capataz --static-map vs nginx, 1 worker each"),
+    "static-1m": ("/static/1m.bin", None, "static file, 1 MiB: capataz --static-map vs nginx, 1 worker each"),
 }
 ALL_WORKLOADS = list(WORKLOADS)
+# WORKLOADS=static means both static rows.
+WORKLOAD_GROUPS = {"static": ["static-1k", "static-1m"]}
+STATIC_WORKLOADS = WORKLOAD_GROUPS["static"]
+# The files both servers serve, made once per run in TMP/static.
+STATIC_FILES = {"1k.bin": 1024, "1m.bin": 1024 * 1024}
 
 # Granian settings tried on hello when GRANIAN_TUNE=1. The first is the
 # fallback used when tuning is off and GRANIAN_OPTS is unset.
@@ -282,6 +291,22 @@ def capataz_bin():
     return os.environ.get("CAPATAZ_BIN") or os.path.join(REPO, "target", "release", "capataz")
 
 
+def static_dir():
+    """TMP/static with the static workloads' files (deterministic bytes, so
+    the pre-check can verify them), made on first use."""
+    d = os.path.join(TMP, "static")
+    if not os.path.isdir(d):
+        os.makedirs(d)
+        for name, size in STATIC_FILES.items():
+            with open(os.path.join(d, name), "wb") as f:
+                f.write(static_bytes(size))
+    return d
+
+
+def static_bytes(size):
+    return bytes((i * 31 + i // 251) % 256 for i in range(size))
+
+
 def server_argv(name, workload, port, granian_opts):
     """(argv, cwd, pin, setting-description) or a string reason for n/a."""
     threads = 32 if workload == "sleep10" else 1
@@ -298,10 +323,15 @@ def server_argv(name, workload, port, granian_opts):
         ]
         if workload != "hello-log":
             argv.append("--disable-logging")
+        if workload in STATIC_WORKLOADS:
+            argv += ["--static-map", f"/static={static_dir()}"]
+            return argv, BENCH, pin, f"processes {procs}, threads {threads}, --static-map /static=DIR, logging off"
         return argv, BENCH, pin, f"processes {procs}, threads {threads}" + (
             ", access log ON (stderr to a file)" if workload == "hello-log" else ", logging off")
     if workload == "hello-log":
         return "n/a (capataz-only row)"
+    if workload in STATIC_WORKLOADS and name != "nginx":
+        return "n/a (static rows: capataz and nginx only)"
     if name == "bjoern":
         if workload in ("sleep10", "hello-2proc"):
             return "n/a (bjoern has no threads or processes)"
@@ -340,6 +370,9 @@ def server_argv(name, workload, port, granian_opts):
             desc = f"-w {procs} -k gthread --threads 32"
         return argv + ["app:application"], BENCH, pin, desc
     if name == "nginx":
+        if workload in STATIC_WORKLOADS:
+            return (nginx_argv(port, static=static_dir()), BENCH, pin,
+                    "1 worker, location /static/ { alias DIR/; }, sendfile on, tcp_nopush on, access_log off")
         if workload != "hello":
             return "n/a (ceiling row for hello only)"
         return nginx_argv(port), BENCH, pin, "1 worker, return 200, access_log off"
@@ -361,8 +394,19 @@ def strip_opts(opts, names):
     return out
 
 
-def nginx_argv(port):
+def nginx_argv(port, static=None):
+    """nginx with one worker: `return 200` for hello, or (static=DIR) serving
+    DIR at /static/ the way a production config does (sendfile, tcp_nopush),
+    with /hello for the readiness check."""
     prefix = os.path.join(TMP, f"nginx-{port}")
+    files = ""
+    if static:
+        files = f"""
+        sendfile on;
+        tcp_nopush on;
+        location /static/ {{
+            alias {static}/;
+        }}"""
     os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
     conf = os.path.join(prefix, "nginx.conf")
     with open(conf, "w") as f:
@@ -385,7 +429,7 @@ http {{
         location / {{
             default_type text/plain;
             return 200 "Hello, World!";
-        }}
+        }}{files}
     }}
 }}
 """)
@@ -419,6 +463,8 @@ def check_response(port, workload):
         "/echo": lambda d: d == body,
         "/stream": lambda d: len(d) == 10000,
         "/sleep10": lambda d: len(d) > 0,
+        "/static/1k.bin": lambda d: d == static_bytes(STATIC_FILES["1k.bin"]),
+        "/static/1m.bin": lambda d: d == static_bytes(STATIC_FILES["1m.bin"]),
     }[path]
     if not want(data):
         return f"{path} returned a wrong body ({len(data)} bytes)"
@@ -890,7 +936,7 @@ DISTURBED = 0.2  # other CPU (cores) above which a row counts as disturbed
 
 
 def targets(by, rss_rows, servers, workloads):
-    L = ["## Targets (issue 3)", "",
+    L = ["## Targets (issues 3 and 5)", "",
          f"A result is marked *disturbed* when a row it uses had more than {DISTURBED} cores of other "
          "CPU during its run: rerun it (REPEAT=3 helps) before trusting it.", "",
          "| workload | target | measured | result |", "|---|---|---|---|"]
@@ -960,6 +1006,11 @@ def targets(by, rss_rows, servers, workloads):
                      f"{dist(('capataz', 'hello-log'), ('capataz', 'hello'))} |")
         else:
             L.append("| access log on, hello | ≥ 0.9× capataz logging off | n/a | n/a |")
+    for w, label in (("static-1k", "static file 1 KiB"), ("static-1m", "static file 1 MiB")):
+        if w in workloads:
+            parts = [ratio_check(w, "nginx", 0.9)]
+            L.append(f"| {label} (issue 5) | ≥ 0.9× nginx, 1 worker each | {parts[0][0]} | {verdict(parts)}"
+                     f"{dist(('capataz', w), ('nginx', w))} |")
     if rss_rows:
         c, u = rss_rows.get("capataz", {}), rss_rows.get("uwsgi", {})
         others = ", ".join(f"{s} {rss_rows[s]['rss_kb'] / 1024:.1f} MiB" for s in ("gunicorn", "granian", "bjoern")
@@ -988,13 +1039,17 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     started = datetime.datetime.now().astimezone()
     servers = [s.strip() for s in os.environ.get("SERVERS", ",".join(ALL_SERVERS)).split(",") if s.strip()]
-    workloads = [w.strip() for w in os.environ.get("WORKLOADS", ",".join(ALL_WORKLOADS)).split(",") if w.strip()]
+    workloads = []
+    for w in os.environ.get("WORKLOADS", ",".join(ALL_WORKLOADS)).split(","):
+        for one in WORKLOAD_GROUPS.get(w.strip(), [w.strip()] if w.strip() else []):
+            if one not in workloads:
+                workloads.append(one)
     for s in servers:
         if s not in ALL_SERVERS:
             sys.exit(f"unknown server {s!r}; known: {','.join(ALL_SERVERS)}")
     for w in workloads:
         if w not in WORKLOADS:
-            sys.exit(f"unknown workload {w!r}; known: {','.join(ALL_WORKLOADS)}")
+            sys.exit(f"unknown workload {w!r}; known: {','.join(ALL_WORKLOADS + list(WORKLOAD_GROUPS))}")
     duration = int(os.environ.get("DURATION", "10"))
     warmup = int(os.environ.get("WARMUP", "2"))
     repeat = max(1, int(os.environ.get("REPEAT", "1")))

@@ -6,13 +6,17 @@
 //!   and runs the app through [`wsgi`], the only module that touches CPython.
 //!
 //! Other components: [`config`] (the option table and its three sources),
-//! [`logging`] (server log and access log) and [`static_files`] (`static-map`,
-//! served by the worker's I/O side without Python).
+//! [`logging`] (server log and access log), [`static_files`] (`static-map`,
+//! served by the worker's I/O side without Python) and [`stats`] (uWSGI stats
+//! JSON, Prometheus metrics, health).
 
 mod config;
+mod control;
 mod logging;
 mod master;
+mod programs;
 mod static_files;
+mod stats;
 mod worker;
 mod wsgi;
 
@@ -53,6 +57,14 @@ fn main() {
     let args: Vec<OsString> = std::env::args_os().collect();
     if args.get(1).is_some_and(|a| a == "__worker__") {
         worker::run();
+    }
+    if args.get(1).is_some_and(|a| a == "ctl") {
+        let rest = args
+            .iter()
+            .skip(2)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        std::process::exit(control::client::run(rest));
     }
     let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     let code = match config::load(args.into_iter().skip(1).collect(), env) {

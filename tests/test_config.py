@@ -248,9 +248,9 @@ def test_env_typo_did_you_mean():
 
 def test_uwsgi_option_not_supported_yet(tmp_path):
     """DESIGN §4: uWSGI options not implemented yet are refused by name."""
-    ini = write_ini(tmp_path / "deploy.ini", f"[uwsgi]\nwsgi-file = {APPS / 'plain_app.py'}\nstats = 127.0.0.1:9191\n")
+    ini = write_ini(tmp_path / "deploy.ini", f"[uwsgi]\nwsgi-file = {APPS / 'plain_app.py'}\noffload-threads = 2\n")
     r = run_capataz(["--ini", ini])
-    assert_config_error(r, r"deploy\.ini:3\b", r"stats", r"not supported yet")
+    assert_config_error(r, r"deploy\.ini:3\b", r"offload-threads", r"not supported yet")
 
 
 def test_bad_value_in_ini(tmp_path):

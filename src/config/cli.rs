@@ -407,8 +407,8 @@ mod tests {
             "command line: option '--processes' needs a value"
         );
         assert_eq!(
-            error(&["--stats", ":9191"]),
-            "command line: option '--stats' is not supported yet"
+            error(&["--offload-threads", "2"]),
+            "command line: option '--offload-threads' is not supported yet"
         );
         assert_eq!(
             error(&["app.py"]),

@@ -213,8 +213,8 @@ mod tests {
             "environment: unknown variable CAPATAZ_ZZZZZZ"
         );
         assert_eq!(
-            error(&[("CAPATAZ_STATS", ":9191")]),
-            "environment variable CAPATAZ_STATS: option 'stats' is not supported yet"
+            error(&[("CAPATAZ_OFFLOAD_THREADS", "2")]),
+            "environment variable CAPATAZ_OFFLOAD_THREADS: option 'offload-threads' is not supported yet"
         );
         assert_eq!(
             error(&[("CAPATAZ_WORKERS", "2"), ("CAPATAZ_PROCESSES", "3")]),

@@ -20,6 +20,7 @@ mod env;
 mod error;
 mod ini;
 mod options;
+pub mod sections;
 pub mod values;
 
 use std::collections::BTreeMap;
@@ -92,6 +93,13 @@ pub struct Config {
     pub http: Vec<String>,
     /// `http-socket` (repeats).
     pub http_socket: Vec<String>,
+    /// `socket` (alias `uwsgi-socket`, repeats): addresses speaking uwsgi.
+    pub socket: Vec<String>,
+    /// `forwarded-allow-ips` (repeats): IPs, CIDRs or "*", validated by
+    /// [`crate::worker::trust::parse_entries`]; default loopback.
+    pub forwarded_allow_ips: Vec<String>,
+    /// `proxy-protocol`: accept a PROXY v1/v2 header from allowed peers.
+    pub proxy_protocol: bool,
     /// `module`: "pkg.mod" or "pkg.mod:callable".
     pub module: Option<String>,
     /// `wsgi-file` (alias `file`).
@@ -161,6 +169,12 @@ pub struct Config {
     /// `static-gzip`: serve precompressed `.br` / `.gz` siblings.
     pub static_gzip: bool,
     pub disable_logging: bool,
+    /// `stats`: address of the uWSGI-compatible stats server.
+    pub stats: Option<String>,
+    /// `stats-http`: the stats address speaks HTTP.
+    pub stats_http: bool,
+    /// `metrics`: address of the Prometheus / health HTTP server.
+    pub metrics: Option<String>,
     /// "option 'master' has no effect in capataz" etc., each once, for the
     /// master to log.
     pub notices: Vec<String>,
@@ -169,6 +183,15 @@ pub struct Config {
     pub origins: BTreeMap<String, Origin>,
     /// The ini files read (absolute, symlinks kept), for reloads.
     pub config_files: Vec<PathBuf>,
+    /// `env-file` (repeats): the files read; their entries are in `env`.
+    pub env_files: Vec<PathBuf>,
+    /// `control-socket`: the `capataz ctl` socket; `None` = the default
+    /// (see `control::default_path`).
+    pub control_socket: Option<PathBuf>,
+    /// `[program:NAME]` sections from the ini files, by priority.
+    pub programs: Vec<sections::ProgramConfig>,
+    /// `[socket:NAME]` sections from the ini files.
+    pub sockets: Vec<sections::SocketConfig>,
 }
 
 impl Default for Config {
@@ -177,6 +200,9 @@ impl Default for Config {
         let mut config = Config {
             http: Vec::new(),
             http_socket: Vec::new(),
+            socket: Vec::new(),
+            forwarded_allow_ips: Vec::new(),
+            proxy_protocol: false,
             module: None,
             wsgi_file: None,
             callable: String::new(),
@@ -214,9 +240,16 @@ impl Default for Config {
             static_index: Vec::new(),
             static_gzip: false,
             disable_logging: false,
+            stats: None,
+            stats_http: false,
+            metrics: None,
             notices: Vec::new(),
             origins: BTreeMap::new(),
             config_files: Vec::new(),
+            env_files: Vec::new(),
+            control_socket: None,
+            programs: Vec::new(),
+            sockets: Vec::new(),
         };
         for spec in OPTIONS {
             if let Some(default) = spec.default {
@@ -250,8 +283,10 @@ impl Config {
             }
             _ => {}
         }
-        if self.http.is_empty() && self.http_socket.is_empty() {
-            return Err(invalid("no listener: set `http` or `http-socket`"));
+        if self.http.is_empty() && self.http_socket.is_empty() && self.socket.is_empty() {
+            return Err(invalid(
+                "no listener: set `http`, `http-socket` or `socket`",
+            ));
         }
         if self.processes < 1 {
             return Err(invalid("option 'processes': must be at least 1"));
@@ -315,6 +350,9 @@ pub fn load(args: Vec<OsString>, env: Vec<(OsString, OsString)>) -> Result<Comma
         .chain(cli.settings)
         .collect();
     let mut config = build(&settings)?;
+    let (programs, sockets) = sections::load(&config_files)?;
+    config.programs = programs;
+    config.sockets = sockets;
     config.config_files = config_files;
     config.validate()?;
     if cli.print_config {

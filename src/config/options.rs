@@ -229,6 +229,53 @@ pub static OPTIONS: &[OptionSpec] = &[
         },
     },
     OptionSpec {
+        name: "socket",
+        aliases: &["uwsgi-socket"],
+        kind: Kind::Address,
+        group: Group::Listening,
+        default: None,
+        help: "Speak the uwsgi protocol on ADDR, for nginx `uwsgi_pass` (same address forms as --http).",
+        repeats: true,
+        apply: |c, v| {
+            parse_address(v)?;
+            c.socket.push(v.to_string());
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "forwarded-allow-ips",
+        aliases: &[],
+        kind: Kind::Str,
+        group: Group::Listening,
+        default: Some(crate::worker::trust::DEFAULT_ALLOWED),
+        help: "Peers (IPs or CIDRs, comma-separated; '*' = all) whose X-Forwarded-For/-Proto, \
+               Forwarded and PROXY headers are believed. Default: loopback. Unix-socket peers are always trusted.",
+        repeats: true,
+        apply: |c, v| {
+            let entries = crate::worker::trust::parse_entries(v)?;
+            // The first value a user gives replaces the loopback default.
+            if c.origins.get("forwarded-allow-ips") == Some(&super::Origin::Default) {
+                c.forwarded_allow_ips.clear();
+            }
+            c.forwarded_allow_ips.extend(entries);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "proxy-protocol",
+        aliases: &[],
+        kind: Kind::Flag,
+        group: Group::Listening,
+        default: Some("false"),
+        help: "Accept a PROXY protocol v1/v2 header (HAProxy, cloud load balancers) at the start of \
+               connections from forwarded-allow-ips peers; it sets REMOTE_ADDR.",
+        repeats: false,
+        apply: |c, v| {
+            c.proxy_protocol = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
         name: "listen",
         aliases: &[],
         kind: Kind::Uint,
@@ -716,7 +763,79 @@ pub static OPTIONS: &[OptionSpec] = &[
             Ok(())
         },
     },
+    OptionSpec {
+        name: "stats",
+        aliases: &["stats-server"],
+        kind: Kind::Address,
+        group: Group::Logging,
+        default: None,
+        help: "Serve uWSGI-compatible stats JSON on ADDR (one document per connection; uwsgitop works).",
+        repeats: false,
+        apply: |c, v| {
+            parse_address(v)?;
+            c.stats = Some(v.to_string());
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "stats-http",
+        aliases: &[],
+        kind: Kind::Flag,
+        group: Group::Logging,
+        default: Some("false"),
+        help: "Speak HTTP on the stats address: / (JSON), /metrics, /health/live, /health/ready.",
+        repeats: false,
+        apply: |c, v| {
+            c.stats_http = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "metrics",
+        aliases: &[],
+        kind: Kind::Address,
+        group: Group::Logging,
+        default: None,
+        help: "Serve Prometheus /metrics and /health/live, /health/ready over HTTP on ADDR.",
+        repeats: false,
+        apply: |c, v| {
+            parse_address(v)?;
+            c.metrics = Some(v.to_string());
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "control-socket",
+        aliases: &[],
+        kind: Kind::Path,
+        group: Group::Supervision,
+        default: None,
+        help: "Unix socket for `capataz ctl` (mode 0600, owner only). Default: $XDG_RUNTIME_DIR/capataz.ctl, else /tmp/capataz-<euid>.ctl.",
+        repeats: false,
+        apply: |c, v| {
+            c.control_socket = Some(parse_path(v)?);
+            Ok(())
+        },
+    },
     // --- Configuration files ---
+    OptionSpec {
+        name: "env-file",
+        aliases: &[],
+        kind: Kind::Path,
+        group: Group::ConfigFiles,
+        default: None,
+        help: "Read KEY=VALUE lines (# comments, optional `export `, quotes stripped) into the environment of workers and [program:x] processes.",
+        repeats: true,
+        apply: |c, v| {
+            let path = parse_path(v)?;
+            let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read: {e}"))?;
+            let entries = super::sections::parse_env_file(&text)
+                .map_err(|(line, msg)| format!("{}:{line}: {msg}", path.display()))?;
+            c.env.extend(entries);
+            c.env_files.push(path);
+            Ok(())
+        },
+    },
     OptionSpec {
         name: INI,
         aliases: &[],
@@ -747,11 +866,6 @@ pub static OPTIONS: &[OptionSpec] = &[
     no_effect("need-app"),
     no_effect("strict"),
     // --- uWSGI options not supported yet ---
-    not_yet("socket"),
-    not_yet("uwsgi-socket"),
-    not_yet("stats"),
-    not_yet("stats-http"),
-    not_yet("metrics"),
     not_yet("logto"),
     not_yet("log-maxsize"),
     not_yet("log-backups"),
@@ -765,10 +879,6 @@ pub static OPTIONS: &[OptionSpec] = &[
     not_yet("log-master"),
     not_yet("log-sendfile"),
     not_yet("mount"),
-    not_yet("forwarded-allow-ips"),
-    not_yet("proxy-protocol"),
-    not_yet("env-file"),
-    not_yet("control-socket"),
     not_yet("offload-threads"),
 ];
 

@@ -270,12 +270,12 @@ fn not_yet_options_are_rejected_everywhere() {
         format!("{}:2: option 'logto' is not supported yet", ini.display())
     );
     assert_eq!(
-        error(&with_app(&["--stats", ":9191"]), &[]),
-        "command line: option '--stats' is not supported yet"
+        error(&with_app(&["--offload-threads", "2"]), &[]),
+        "command line: option '--offload-threads' is not supported yet"
     );
     assert_eq!(
-        error(&APP, &[("CAPATAZ_SOCKET", ":3031")]),
-        "environment variable CAPATAZ_SOCKET: option 'socket' is not supported yet"
+        error(&APP, &[("CAPATAZ_MOUNT", "/app=app.py")]),
+        "environment variable CAPATAZ_MOUNT: option 'mount' is not supported yet"
     );
 }
 
@@ -287,8 +287,10 @@ fn validation() {
     );
     assert_eq!(
         error(&["--module", "app"], &[]),
-        "no listener: set `http` or `http-socket`"
+        "no listener: set `http`, `http-socket` or `socket`"
     );
+    let config = serve(&["--wsgi-file", "w.py", "--uwsgi-socket", ":3031"], &[]);
+    assert_eq!(config.socket, [":3031"]);
     assert_eq!(
         error(
             &with_app(&["--wsgi-file", "w.py"]),
@@ -383,7 +385,7 @@ fn help_version_and_print_config() {
     assert!(text.lines().any(|l| l == "# chmod-socket: not set"));
     assert!(text.lines().any(|l| l == "# static-map: not set"));
     // Options not supported yet are not shown.
-    assert!(!text.contains("stats"));
+    assert!(!text.contains("offload-threads"));
 }
 
 #[test]

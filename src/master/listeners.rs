@@ -8,7 +8,7 @@ use std::path::Path;
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::config::values::{parse_address, ListenAddress};
-use crate::worker::ListenerMeta;
+use crate::worker::{ListenerMeta, Protocol};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
@@ -43,7 +43,13 @@ pub fn effective_backlog(requested: u32) -> i32 {
     }
 }
 
-fn bind_tcp(address: &str, host: &str, port: u16, backlog: i32) -> Result<Listener, ListenError> {
+fn bind_tcp(
+    address: &str,
+    protocol: Protocol,
+    host: &str,
+    port: u16,
+    backlog: i32,
+) -> Result<Listener, ListenError> {
     let fail = |reason: String| ListenError::Bind {
         address: address.to_string(),
         reason,
@@ -75,6 +81,7 @@ fn bind_tcp(address: &str, host: &str, port: u16, backlog: i32) -> Result<Listen
         meta: ListenerMeta {
             address: address.to_string(),
             unix: false,
+            protocol,
             server_name: if host.is_empty() {
                 "0.0.0.0".to_string()
             } else {
@@ -109,6 +116,7 @@ fn remove_stale_socket(path: &Path) -> io::Result<()> {
 
 fn bind_unix(
     address: &str,
+    protocol: Protocol,
     sockaddr: SockAddr,
     backlog: i32,
     path: Option<&Path>,
@@ -139,23 +147,36 @@ fn bind_unix(
         meta: ListenerMeta {
             address: address.to_string(),
             unix: true,
+            protocol,
             server_name: "localhost".to_string(),
             server_port: String::new(),
         },
     })
 }
 
-/// Binds one configured HTTP address; `chmod` applies to unix socket paths.
+/// Binds one address for an HTTP listener; `chmod` applies to unix socket
+/// paths.
 pub fn bind(address: &str, backlog: i32, chmod: Option<u32>) -> Result<Listener, ListenError> {
+    bind_as(address, Protocol::Http, backlog, chmod)
+}
+
+/// Binds one configured address speaking `protocol`; `chmod` applies to unix
+/// socket paths.
+pub fn bind_as(
+    address: &str,
+    protocol: Protocol,
+    backlog: i32,
+    chmod: Option<u32>,
+) -> Result<Listener, ListenError> {
     let fail = |reason: String| ListenError::Bind {
         address: address.to_string(),
         reason,
     };
     match parse_address(address).map_err(fail)? {
-        ListenAddress::Tcp { host, port } => bind_tcp(address, &host, port, backlog),
+        ListenAddress::Tcp { host, port } => bind_tcp(address, protocol, &host, port, backlog),
         ListenAddress::Unix(path) => {
             let sockaddr = SockAddr::unix(&path).map_err(|e| fail(e.to_string()))?;
-            bind_unix(address, sockaddr, backlog, Some(&path), chmod)
+            bind_unix(address, protocol, sockaddr, backlog, Some(&path), chmod)
         }
         ListenAddress::Abstract(name) => {
             use std::os::unix::ffi::OsStrExt;
@@ -164,7 +185,7 @@ pub fn bind(address: &str, backlog: i32, chmod: Option<u32>) -> Result<Listener,
             raw.extend_from_slice(name.as_bytes());
             let sockaddr = SockAddr::unix(std::ffi::OsStr::from_bytes(&raw))
                 .map_err(|e| fail(e.to_string()))?;
-            bind_unix(address, sockaddr, backlog, None, None)
+            bind_unix(address, protocol, sockaddr, backlog, None, None)
         }
     }
 }
@@ -231,13 +252,14 @@ fn inherited_matches(socket: &Socket, address: &str) -> bool {
 }
 
 /// Describes an inherited socket as a listener.
-fn adopt(socket: Socket, address: &str) -> Listener {
+fn adopt(socket: Socket, address: &str, protocol: Protocol) -> Listener {
     let local = socket.local_addr().ok();
     let tcp = local.as_ref().and_then(|a| a.as_socket());
     Listener {
         meta: ListenerMeta {
             address: address.to_string(),
             unix: tcp.is_none(),
+            protocol,
             server_name: tcp.map_or_else(|| "localhost".to_string(), |a| a.ip().to_string()),
             server_port: tcp.map_or_else(String::new, |a| a.port().to_string()),
         },
@@ -246,16 +268,17 @@ fn adopt(socket: Socket, address: &str) -> Listener {
     }
 }
 
-/// Binds every configured address, using inherited sockets where they match
-/// (and serving unmatched inherited sockets as HTTP too).
+/// Binds every configured address with its protocol, using inherited sockets
+/// where they match (and serving unmatched inherited sockets as HTTP).
 pub fn bind_all(
-    addresses: &[String],
+    addresses: &[(String, Protocol)],
     backlog: i32,
     chmod: Option<u32>,
 ) -> Result<Vec<Listener>, ListenError> {
     let mut inherited: Vec<Option<Socket>> = take_inherited().into_iter().map(Some).collect();
     let mut out = Vec::new();
-    for address in addresses {
+    for (address, protocol) in addresses {
+        let (address, protocol) = (address.as_str(), *protocol);
         let hit = inherited
             .iter_mut()
             .find(|s| s.as_ref().is_some_and(|s| inherited_matches(s, address)))
@@ -263,11 +286,11 @@ pub fn bind_all(
         match hit {
             Some(socket) => {
                 tracing::info!("using inherited socket for {address} (LISTEN_FDS)");
-                out.push(adopt(socket, address));
+                out.push(adopt(socket, address, protocol));
             }
             None => {
-                let l = bind(address, backlog, chmod)?;
-                tracing::info!("listening on {} (HTTP)", l.meta.address);
+                let l = bind_as(address, protocol, backlog, chmod)?;
+                tracing::info!("listening on {} ({})", l.meta.address, protocol.name());
                 out.push(l);
             }
         }
@@ -283,7 +306,7 @@ pub fn bind_all(
             })
             .unwrap_or_else(|| "inherited socket".to_string());
         tracing::info!("using inherited socket {name} (LISTEN_FDS) for HTTP");
-        out.push(adopt(socket, &name));
+        out.push(adopt(socket, &name, Protocol::Http));
     }
     Ok(out)
 }

@@ -18,6 +18,11 @@
 //! - [`privileges`]: dropping to `uid`/`gid` after binding.
 //! - [`scoreboard`]: the shared-memory table workers report into.
 //! - [`watchdog`]: harakiri, touch-reload, recycling and adaptive scaling.
+//! - `ctl`: answering `capataz ctl` requests (see [`crate::control`]).
+//!
+//! The loop also owns the `[program:x]` processes ([`crate::programs`]):
+//! they start after the workers, stop with them on TERM/INT, and their
+//! exits come through the worker table's `waitpid(-1)`.
 
 pub mod fifo;
 pub mod listeners;
@@ -28,10 +33,15 @@ pub mod spawn;
 pub mod supervise;
 pub mod watchdog;
 
+mod ctl;
+
+use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::stats::{MasterView, SocketView, StatsSource, WorkerView};
 use crate::worker::ListenerMeta;
 use scoreboard::{Scoreboard, WorkerState};
 use supervise::{ExitKind, Workers};
@@ -57,7 +67,12 @@ pub enum Phase {
 struct Master {
     config: Config,
     listeners: Vec<listeners::Listener>,
-    scoreboard: Scoreboard,
+    scoreboard: Arc<Scoreboard>,
+    /// What the stats threads read; refreshed every tick.
+    view: Arc<Mutex<MasterView>>,
+    respawns: BTreeMap<usize, u64>,
+    respawn_reasons: BTreeMap<&'static str, u64>,
+    harakiri_count: BTreeMap<usize, u64>,
     workers: Workers,
     phase: Phase,
     exit_code: i32,
@@ -69,6 +84,36 @@ struct Master {
     touch_reload: watchdog::TouchReload,
     cheaper: watchdog::Cheaper,
     fifo: Option<fifo::MasterFifo>,
+    /// READY=1 was sent to systemd for the current generation.
+    notified_ready: bool,
+    /// `[program:x]` side processes.
+    programs: crate::programs::Supervisor,
+    /// The `capataz ctl` socket, if it could be had.
+    control: Option<crate::control::server::ControlServer>,
+    /// `ctl start/stop/restart` requests waiting for their processes.
+    pending: Vec<ctl::Pending>,
+}
+
+/// Sends a systemd notification (`Type=notify`) when NOTIFY_SOCKET is set.
+fn sd_notify(message: &str) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
+        return;
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let sent = match bytes.strip_prefix(b"@") {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            std::os::unix::net::SocketAddr::from_abstract_name(name)
+                .and_then(|a| sock.send_to_addr(message.as_bytes(), &a))
+        }
+        None => sock.send_to(message.as_bytes(), &path),
+    };
+    if let Err(e) = sent {
+        tracing::warn!("sd_notify {message:?}: {e}");
+    }
 }
 
 impl Master {
@@ -122,8 +167,11 @@ impl Master {
             return;
         }
         self.set_phase(Phase::Reloading);
+        self.notified_ready = false;
+        sd_notify("RELOADING=1");
         tracing::info!("{why}: starting new workers, then draining the old ones");
         let old = self.workers.retire_all();
+        *self.respawn_reasons.entry("reload").or_default() += old.len() as u64;
         for id in 1..=self.target {
             self.spawn(id);
         }
@@ -161,6 +209,8 @@ impl Master {
     }
 
     fn begin_stop(&mut self, graceful: bool) {
+        sd_notify("STOPPING=1");
+        self.programs.stop_all(!graceful, Instant::now());
         if graceful {
             self.set_phase(Phase::Draining);
             self.workers.signal_all(libc::SIGTERM);
@@ -189,6 +239,60 @@ impl Master {
             libc::SIGTTIN if !stopping => self.scale_to(self.target + 1, "SIGTTIN"),
             libc::SIGTTOU if !stopping => self.scale_to(self.target.saturating_sub(1), "SIGTTOU"),
             _ => {}
+        }
+    }
+
+    /// Refreshes what the stats threads see.
+    fn publish_view(&self) {
+        let workers: Vec<WorkerView> = self
+            .workers
+            .all()
+            .map(|(pid, p)| WorkerView {
+                id: p.id,
+                pid,
+                slot: p.slot,
+                retired: p.retired,
+            })
+            .collect();
+        let current: Vec<&WorkerView> = workers.iter().filter(|w| !w.retired).collect();
+        let ready = self.phase == Phase::Running
+            && self.reload.is_none()
+            && current.len() >= self.target
+            && current
+                .iter()
+                .all(|w| self.scoreboard.worker(w.slot).state() == WorkerState::Accepting);
+        let view = MasterView {
+            sockets: self
+                .listeners
+                .iter()
+                .map(|l| SocketView {
+                    name: l.meta.address.clone(),
+                    proto: "http",
+                    fd: l.fd.as_raw_fd(),
+                    backlog: self.config.listen,
+                })
+                .collect(),
+            workers,
+            respawns: self.respawns.clone(),
+            respawn_reasons: self.respawn_reasons.clone(),
+            harakiri_count: self.harakiri_count.clone(),
+            ready,
+            phase: match self.phase {
+                Phase::Bootstrap => "bootstrap",
+                Phase::Running => "running",
+                Phase::Reloading => "reloading",
+                Phase::Draining => "draining",
+                Phase::Stopped => "stopped",
+            },
+        };
+        *self.view.lock().unwrap_or_else(|p| p.into_inner()) = view;
+    }
+
+    /// Tells systemd once every worker of the generation accepts.
+    fn notify_ready(&mut self) {
+        if !self.notified_ready && self.view.lock().unwrap_or_else(|p| p.into_inner()).ready {
+            self.notified_ready = true;
+            sd_notify("READY=1\nSTATUS=all workers accepting");
         }
     }
 
@@ -255,7 +359,25 @@ impl Master {
         let exits = self
             .workers
             .reap(|slot| scoreboard.worker(slot).state() == WorkerState::Recycling);
+        let now = Instant::now();
+        for (pid, status) in self.workers.take_foreign() {
+            self.programs.on_exit(pid, status, now);
+        }
         for exit in exits {
+            let reason = match exit.kind {
+                _ if exit.harakiri => Some("harakiri"),
+                ExitKind::Recycled => Some("recycle"),
+                ExitKind::Died => Some("crash"),
+                _ => None,
+            };
+            if let Some(reason) = reason {
+                if !matches!(self.phase, Phase::Draining | Phase::Stopped) {
+                    *self.respawns.entry(exit.id).or_default() += 1;
+                    if reason != "recycle" {
+                        *self.respawn_reasons.entry(reason).or_default() += 1;
+                    }
+                }
+            }
             match exit.kind {
                 ExitKind::Recycled => {
                     tracing::info!(
@@ -295,7 +417,10 @@ impl Master {
         for id in 1..=self.target {
             self.spawn(id);
         }
+        let programs = self.config.programs.clone();
+        self.programs.start_configured(&programs, Instant::now());
         self.set_phase(Phase::Running);
+        self.publish_view();
         loop {
             let fifo_fd = self.fifo.as_ref().map(|f| f.fd());
             for sig in signals.wait(100, fifo_fd) {
@@ -310,8 +435,15 @@ impl Master {
                 self.on_fifo(c);
             }
             self.reap();
-            watchdog::harakiri(self.config.harakiri, &self.scoreboard, &mut self.workers);
+            self.programs.tick(Instant::now());
+            self.control_tick();
+            for id in watchdog::harakiri(self.config.harakiri, &self.scoreboard, &mut self.workers)
+            {
+                *self.harakiri_count.entry(id).or_default() += 1;
+            }
             watchdog::harakiri_kills(&mut self.workers);
+            self.publish_view();
+            self.notify_ready();
             match self.phase {
                 Phase::Running | Phase::Reloading => {
                     for (id, pid, reason) in watchdog::recycled(&self.scoreboard, &mut self.workers)
@@ -347,8 +479,11 @@ impl Master {
                     }
                 }
                 Phase::Draining | Phase::Stopped => {
-                    if self.workers.alive() == 0 {
+                    if self.workers.alive() == 0 && self.programs.all_down() {
                         self.set_phase(Phase::Stopped);
+                        if let Some(control) = &self.control {
+                            control.remove();
+                        }
                         if self.config.vacuum {
                             self.vacuum();
                         }
@@ -391,11 +526,17 @@ pub fn run(config: Config) -> i32 {
         }
     };
     let backlog = listeners::effective_backlog(config.listen);
-    let addresses: Vec<String> = config
+    let addresses: Vec<(String, crate::worker::Protocol)> = config
         .http
         .iter()
         .chain(config.http_socket.iter())
-        .cloned()
+        .map(|a| (a.clone(), crate::worker::Protocol::Http))
+        .chain(
+            config
+                .socket
+                .iter()
+                .map(|a| (a.clone(), crate::worker::Protocol::Uwsgi)),
+        )
         .collect();
     let bound = match listeners::bind_all(&addresses, backlog, config.chmod_socket) {
         Ok(b) => b,
@@ -404,6 +545,23 @@ pub fn run(config: Config) -> i32 {
             return 1;
         }
     };
+    // [socket:x] for programs, bound like the listeners: before dropping
+    // privileges.
+    let shared_sockets = match crate::programs::sockets::bind_all(&config.sockets) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
+    for s in &shared_sockets {
+        tracing::info!(
+            "shared socket {} on {} (fd {})",
+            s.name,
+            s.address,
+            s.raw().1
+        );
+    }
     if let Some(path) = &config.pidfile {
         if let Err(e) = std::fs::write(path, format!("{}\n", std::process::id())) {
             tracing::error!("pidfile {}: {e}", path.display());
@@ -422,6 +580,27 @@ pub fn run(config: Config) -> i32 {
         tracing::error!("refusing to run workers as root (no-root-workers is set; set uid/gid)");
         return 1;
     }
+    // After dropping privileges, so the socket belongs to the running user.
+    let control_path = config
+        .control_socket
+        .clone()
+        .unwrap_or_else(crate::control::default_path);
+    let control = match signals
+        .waker()
+        .map_err(|e| e.to_string())
+        .and_then(|waker| {
+            crate::control::server::ControlServer::start(
+                &control_path,
+                config.control_socket.is_some(),
+                waker,
+            )
+        }) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("{e}");
+            return 1;
+        }
+    };
     let fifo = match &config.master_fifo {
         Some(path) => match fifo::MasterFifo::open(path) {
             Ok(f) => Some(f),
@@ -443,23 +622,65 @@ pub fn run(config: Config) -> i32 {
             .unwrap_or_default()
     );
     let scoreboard = match Scoreboard::create(SCOREBOARD_SLOTS, config.threads) {
-        Ok(s) => s,
+        Ok(s) => Arc::new(s),
         Err(e) => {
             tracing::error!("cannot create the scoreboard: {e}");
             return 1;
         }
     };
+    let view = Arc::new(Mutex::new(MasterView::default()));
+    let source = StatsSource {
+        scoreboard: scoreboard.clone(),
+        view: view.clone(),
+        master_pid: std::process::id(),
+    };
+    let stats_listeners = [
+        (config.stats.as_ref(), config.stats_http),
+        (config.metrics.as_ref(), true),
+    ];
+    for (address, http) in stats_listeners {
+        let Some(address) = address else { continue };
+        let mode = if http {
+            crate::stats::server::Mode::Http
+        } else {
+            crate::stats::server::Mode::RawJson
+        };
+        let started = listeners::bind(address, 128, None)
+            .map_err(|e| e.to_string())
+            .and_then(|l| {
+                crate::stats::server::spawn(l.fd, l.meta.unix, mode, source.clone())
+                    .map_err(|e| e.to_string())
+            });
+        match started {
+            Ok(()) => tracing::info!(
+                "stats on {address} ({})",
+                if http { "HTTP" } else { "JSON" }
+            ),
+            Err(e) => {
+                tracing::error!("stats/metrics on {address}: {e}");
+                return 1;
+            }
+        }
+    }
     let target = if config.cheaper > 0 {
         config.cheaper
     } else {
         config.processes
     };
+    let programs = crate::programs::Supervisor::new(config.env.clone(), shared_sockets);
     let mut master = Master {
+        programs,
+        control,
+        pending: Vec::new(),
         touch_reload: watchdog::TouchReload::new(&config.touch_reload),
         cheaper: watchdog::Cheaper::new(),
         config,
         listeners: bound,
         scoreboard,
+        view,
+        respawns: BTreeMap::new(),
+        respawn_reasons: BTreeMap::new(),
+        harakiri_count: BTreeMap::new(),
         workers: Workers::new(SCOREBOARD_SLOTS),
         phase: Phase::Bootstrap,
         exit_code: 0,
@@ -467,6 +688,7 @@ pub fn run(config: Config) -> i32 {
         target,
         reload: None,
         fifo,
+        notified_ready: false,
     };
     master.run(&signals)
 }

@@ -18,7 +18,7 @@ pub enum PrivilegeError {
 }
 
 /// (uid, primary gid) of a user name or number.
-fn lookup_user(user: &str) -> Result<(libc::uid_t, libc::gid_t), PrivilegeError> {
+pub fn lookup_user(user: &str) -> Result<(libc::uid_t, libc::gid_t), PrivilegeError> {
     let name = CString::new(user).map_err(|_| PrivilegeError::UnknownUser(user.into()))?;
     // SAFETY: getpwnam returns NULL or a pointer to static storage we read
     // at once; the master is single-threaded here (before spawning).

@@ -43,6 +43,12 @@ impl WorkerState {
     }
 }
 
+/// Upper bounds (µs) of the request-duration histogram buckets; a last,
+/// implicit bucket counts everything slower (+Inf).
+pub const DURATION_BUCKETS_US: [u64; 11] = [
+    1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 10_000_000,
+];
+
 #[repr(C)]
 pub struct WorkerSlot {
     pub pid: AtomicU32,
@@ -52,10 +58,23 @@ pub struct WorkerSlot {
     /// Why the worker asked to be recycled (a short ASCII word), 0 if none.
     pub recycle_reason: AtomicU64,
     pub rss_bytes: AtomicU64,
+    pub vsz_bytes: AtomicU64,
+    /// Response bytes sent.
+    pub tx: AtomicU64,
+    /// Sum of request durations, µs.
+    pub busy_us: AtomicU64,
+    /// Responses by status class: 1xx..5xx (index 0..4).
+    pub status_classes: [AtomicU64; 5],
+    /// Request durations, cumulative per [`DURATION_BUCKETS_US`] (+Inf last).
+    pub duration_buckets: [AtomicU64; 12],
+    /// Unix seconds when the master spawned this worker.
+    pub spawned_s: AtomicU64,
 }
 
 #[repr(C)]
 pub struct CoreSlot {
+    /// Requests this core has run.
+    pub requests: AtomicU64,
     /// Unix time in ms when the current request reached the app; 0 = idle.
     pub started_ms: AtomicU64,
     /// Odd while `text` is being rewritten.
@@ -249,8 +268,16 @@ impl Scoreboard {
         w.exceptions.store(0, Ordering::Relaxed);
         w.recycle_reason.store(0, Ordering::Relaxed);
         w.rss_bytes.store(0, Ordering::Relaxed);
+        w.vsz_bytes.store(0, Ordering::Relaxed);
+        w.tx.store(0, Ordering::Relaxed);
+        w.busy_us.store(0, Ordering::Relaxed);
+        for c in w.status_classes.iter().chain(w.duration_buckets.iter()) {
+            c.store(0, Ordering::Relaxed);
+        }
+        w.spawned_s.store(now_ms() / 1000, Ordering::Relaxed);
         for c in 0..self.threads {
             self.core(slot, c).started_ms.store(0, Ordering::Relaxed);
+            self.core(slot, c).requests.store(0, Ordering::Relaxed);
         }
         w.state
             .store(WorkerState::Booting as u32, Ordering::Release);
@@ -273,6 +300,20 @@ impl WorkerSlot {
             .store(u64::from_ne_bytes(w), Ordering::Relaxed);
         self.set_state(WorkerState::Recycling);
     }
+    /// Accounts one finished request (worker side, lock-free).
+    pub fn record(&self, status: u16, bytes: u64, micros: u64) {
+        let r = Ordering::Relaxed;
+        self.tx.fetch_add(bytes, r);
+        self.busy_us.fetch_add(micros, r);
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.status_classes[class].fetch_add(1, r);
+        let bucket = DURATION_BUCKETS_US
+            .iter()
+            .position(|&b| micros <= b)
+            .unwrap_or(DURATION_BUCKETS_US.len());
+        self.duration_buckets[bucket].fetch_add(1, r);
+    }
+
     pub fn recycle_reason(&self) -> String {
         let w = self.recycle_reason.load(Ordering::Relaxed).to_ne_bytes();
         String::from_utf8_lossy(&w)

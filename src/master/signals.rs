@@ -42,6 +42,12 @@ impl Signals {
         })
     }
 
+    /// A write end of the self-pipe: a byte written there wakes `wait`
+    /// (the control server uses it after queueing a request).
+    pub fn waker(&self) -> io::Result<OwnedFd> {
+        self._wake_write.try_clone()
+    }
+
     /// Waits up to `timeout_ms` for a signal (or for `extra` to become
     /// readable); returns the signals that arrived.
     pub fn wait(&self, timeout_ms: i32, extra: Option<i32>) -> Vec<i32> {

@@ -52,6 +52,8 @@ pub struct Exit {
     pub id: usize,
     pub pid: i32,
     pub kind: ExitKind,
+    /// The master killed it for harakiri.
+    pub harakiri: bool,
     status: i32,
 }
 
@@ -77,6 +79,9 @@ pub struct Workers {
     ids: HashMap<usize, IdState>,
     procs: HashMap<i32, Proc>,
     free_slots: Vec<usize>,
+    /// Exits of children that are not workers ([program:x] processes),
+    /// reaped by `waitpid(-1)` here and handed on by the master.
+    foreign: Vec<(i32, i32)>,
 }
 
 impl Workers {
@@ -85,6 +90,7 @@ impl Workers {
             ids: HashMap::new(),
             procs: HashMap::new(),
             free_slots: (0..slots).rev().collect(),
+            foreign: Vec::new(),
         }
     }
 
@@ -137,7 +143,9 @@ impl Workers {
                 break;
             }
             let Some(proc_) = self.procs.remove(&pid) else {
-                continue; // not a worker (e.g. a re-parented grandchild)
+                // Not a worker: a program process (or a re-parented grandchild).
+                self.foreign.push((pid, status));
+                continue;
             };
             self.free_slots.push(proc_.slot);
             let id = proc_.id;
@@ -146,6 +154,7 @@ impl Workers {
                     id,
                     pid,
                     kind: ExitKind::Retired,
+                    harakiri: proc_.kill_at.is_some(),
                     status,
                 });
                 continue;
@@ -161,6 +170,7 @@ impl Workers {
                     id,
                     pid,
                     kind: ExitKind::Recycled,
+                    harakiri: false,
                     status,
                 });
                 continue;
@@ -182,6 +192,7 @@ impl Workers {
                 } else {
                     ExitKind::Died
                 },
+                harakiri: proc_.kill_at.is_some(),
                 status,
             });
         }
@@ -246,6 +257,11 @@ impl Workers {
         }
     }
 
+    /// (pid, wait status) of reaped children that were not workers.
+    pub fn take_foreign(&mut self) -> Vec<(i32, i32)> {
+        std::mem::take(&mut self.foreign)
+    }
+
     pub fn alive(&self) -> usize {
         self.procs.len()
     }
@@ -256,6 +272,10 @@ impl Workers {
             .iter()
             .filter(|(_, p)| !p.retired)
             .map(|(pid, p)| (*pid, p))
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = (i32, &Proc)> {
+        self.procs.iter().map(|(pid, p)| (*pid, p))
     }
 
     pub fn all_mut(&mut self) -> impl Iterator<Item = (i32, &mut Proc)> {

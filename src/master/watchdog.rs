@@ -15,9 +15,10 @@ pub const HARAKIRI_GRACE: Duration = Duration::from_millis(1000);
 
 /// Finds requests running longer than `harakiri` seconds; logs them, asks the
 /// worker for its Python tracebacks and schedules the SIGKILL.
-pub fn harakiri(harakiri_s: u64, scoreboard: &Scoreboard, workers: &mut Workers) {
+/// Returns the ids of the workers it fired on.
+pub fn harakiri(harakiri_s: u64, scoreboard: &Scoreboard, workers: &mut Workers) -> Vec<usize> {
     if harakiri_s == 0 {
-        return;
+        return Vec::new();
     }
     let now = now_ms();
     let limit_ms = harakiri_s * 1000;
@@ -41,14 +42,15 @@ pub fn harakiri(harakiri_s: u64, scoreboard: &Scoreboard, workers: &mut Workers)
                     elapsed as f64 / 1000.0
                 );
                 p.kill_at = Some(Instant::now() + HARAKIRI_GRACE);
-                fired.push(pid);
+                fired.push((pid, p.id));
                 break;
             }
         }
     }
-    for pid in fired {
-        kill(pid, libc::SIGUSR2);
+    for (pid, _) in &fired {
+        kill(*pid, libc::SIGUSR2);
     }
+    fired.into_iter().map(|(_, id)| id).collect()
 }
 
 /// Sends the scheduled SIGKILLs.

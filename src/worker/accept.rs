@@ -1,11 +1,11 @@
 //! Accepting connections and dispatching readiness events to them.
 
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 
-use super::conn::{Conn, Next};
+use super::conn::{Conn, Next, Peer};
 use super::poll::Wait;
 use super::{Shared, ThreadCx};
 
@@ -23,26 +23,40 @@ pub fn set_nonblocking(fd: RawFd) -> io::Result<()> {
     Ok(())
 }
 
-/// The peer's address and port as CGI strings (empty for unix sockets).
-fn peer_strings(storage: &libc::sockaddr_storage) -> (String, String) {
+/// The peer's address (`None` for unix sockets); IPv4-mapped IPv6 peers
+/// are reported as IPv4.
+fn peer_addr(storage: &libc::sockaddr_storage) -> Option<SocketAddr> {
     match storage.ss_family as libc::c_int {
         libc::AF_INET => {
             // SAFETY: the family says this storage holds a sockaddr_in.
             let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
             let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            (ip.to_string(), u16::from_be(sin.sin_port).to_string())
+            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sin.sin_port)))
         }
         libc::AF_INET6 => {
             // SAFETY: the family says this storage holds a sockaddr_in6.
             let sin6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
-            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            let ip = ip
-                .to_ipv4_mapped()
-                .map(|v4| v4.to_string())
-                .unwrap_or_else(|| ip.to_string());
-            (ip, u16::from_be(sin6.sin6_port).to_string())
+            let ip = IpAddr::V6(Ipv6Addr::from(sin6.sin6_addr.s6_addr)).to_canonical();
+            Some(SocketAddr::new(ip, u16::from_be(sin6.sin6_port)))
         }
-        _ => (String::new(), String::new()),
+        _ => None,
+    }
+}
+
+/// The peer as CGI strings (empty for unix sockets), and whether it is
+/// trusted: in `forwarded-allow-ips`, or on a unix socket.
+fn peer(shared: &Shared, storage: &libc::sockaddr_storage) -> Peer {
+    match peer_addr(storage) {
+        Some(addr) => Peer {
+            addr: addr.ip().to_string(),
+            port: addr.port().to_string(),
+            trusted: shared.trusted_peers.contains(addr.ip()),
+        },
+        None => Peer {
+            addr: String::new(),
+            port: String::new(),
+            trusted: true,
+        },
     }
 }
 
@@ -99,7 +113,7 @@ pub fn accept_ready(shared: &Shared, index: usize) {
                 );
             }
         }
-        let (addr, port) = peer_strings(&storage);
+        let peer = peer(shared, &storage);
         let raw = fd.as_raw_fd();
         let (slot, timer) = shared.registry.insert(raw);
         let mut conn = Box::new(Conn::new(
@@ -107,8 +121,9 @@ pub fn accept_ready(shared: &Shared, index: usize) {
             slot,
             timer.clone(),
             index,
-            addr,
-            port,
+            meta.protocol,
+            peer,
+            shared.proxy_protocol,
             shared.send_timeout,
         ));
         conn.mark_fresh();

@@ -4,6 +4,13 @@
 //! app only once its head and whole body are here (DESIGN §2.2): bodies up
 //! to `post-buffering` stay in memory, larger ones are spooled to a temp
 //! file. Responses are written in request order, so pipelining is safe.
+//!
+//! The head is an HTTP/1.x request head or, on `socket` listeners, a uwsgi
+//! packet whose body is `CONTENT_LENGTH` bytes on the same stream; both go
+//! through the same body machinery and limits. A uwsgi connection carries one
+//! request and closes after its response (nginx never reuses it). With
+//! `proxy-protocol`, a PROXY v1/v2 header may come first (see
+//! [`Conn::take_proxy_header`]).
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -11,12 +18,16 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Instant;
 
-use capataz_proto::http1::{self as h1, BodyFraming, ChunkedDecoder, Header, RequestHead, Version};
+use capataz_proto::http1::{
+    self as h1, BodyFraming, ChunkedDecoder, Header, RequestHead, Span, Version,
+};
+use capataz_proto::proxy::{self, ProxyError};
+use capataz_proto::uwsgi::{self, UwsgiError, UwsgiRequest};
 
 use super::output::{Output, WriteStatus};
 use super::poll::{ConnTimer, Wait, READ, WRITE};
-use super::ThreadCx;
-use crate::wsgi::{Body, Request};
+use super::{Protocol, ThreadCx};
+use crate::wsgi::{Body, Head, Request};
 
 /// Bytes read per `recv` call at least.
 const READ_CHUNK: usize = 16 * 1024;
@@ -51,10 +62,36 @@ enum BodyProgress {
     },
 }
 
+/// A complete request head, of either protocol.
+enum Parsed {
+    Http(RequestHead),
+    Uwsgi(UwsgiRequest),
+}
+
+impl Parsed {
+    /// Bytes of the head in `rbuf`; the body follows.
+    fn len(&self) -> usize {
+        match self {
+            Parsed::Http(h) => h.len,
+            Parsed::Uwsgi(u) => u.len,
+        }
+    }
+}
+
+/// The connection's peer, as the access log and the environ see it.
+pub struct Peer {
+    /// REMOTE_ADDR / REMOTE_PORT strings; empty for unix sockets.
+    pub addr: String,
+    pub port: String,
+    /// In `forwarded-allow-ips` (or a unix socket): its X-Forwarded-* and
+    /// PROXY headers are believed.
+    pub trusted: bool,
+}
+
 enum State {
     Head,
     Body {
-        head: RequestHead,
+        head: Parsed,
         progress: BodyProgress,
         last_data_ms: u64,
     },
@@ -80,10 +117,17 @@ pub struct Conn {
     pub slot: usize,
     pub timer: Arc<ConnTimer>,
     listener: usize,
+    protocol: Protocol,
     remote_addr: String,
     remote_port: String,
+    trusted: bool,
+    /// `proxy-protocol` is on and no data has been read yet: the stream may
+    /// start with a PROXY header.
+    expect_proxy: bool,
     rbuf: Vec<u8>,
     headers: Vec<Header>,
+    /// The vars of the current uwsgi packet (empty and unallocated on HTTP).
+    vars: Vec<(Span, Span)>,
     state: State,
     out: Output,
     /// When the first byte of the current request head arrived (clock ms).
@@ -111,8 +155,9 @@ impl Conn {
         slot: usize,
         timer: Arc<ConnTimer>,
         listener: usize,
-        remote_addr: String,
-        remote_port: String,
+        protocol: Protocol,
+        peer: Peer,
+        expect_proxy: bool,
         send_timeout: std::time::Duration,
     ) -> Conn {
         let raw = fd.as_raw_fd();
@@ -121,10 +166,17 @@ impl Conn {
             slot,
             timer,
             listener,
-            remote_addr,
-            remote_port,
+            protocol,
+            remote_addr: peer.addr,
+            remote_port: peer.port,
+            trusted: peer.trusted,
+            expect_proxy,
             rbuf: Vec::with_capacity(READ_CHUNK),
-            headers: Vec::with_capacity(32),
+            headers: match protocol {
+                Protocol::Http => Vec::with_capacity(32),
+                Protocol::Uwsgi => Vec::new(),
+            },
+            vars: Vec::new(),
             state: State::Head,
             out: Output::new(raw, send_timeout),
             head_started_ms: 0,
@@ -277,11 +329,28 @@ impl Conn {
                 }
                 State::Head => {
                     if !self.rbuf.is_empty() {
-                        match h1::parse_request_head(
-                            &self.rbuf,
-                            &cx.shared.limits,
-                            &mut self.headers,
-                        ) {
+                        if self.expect_proxy {
+                            match self.take_proxy_header(cx) {
+                                Ok(true) => continue,
+                                Ok(false) => {}
+                                Err(()) => return Next::Close,
+                            }
+                        }
+                        let parsed = match self.protocol {
+                            Protocol::Http if !self.expect_proxy => h1::parse_request_head(
+                                &self.rbuf,
+                                &cx.shared.limits,
+                                &mut self.headers,
+                            )
+                            .map(|head| head.map(Parsed::Http))
+                            .map_err(|e| (e.status(), e.reason())),
+                            Protocol::Uwsgi if !self.expect_proxy => match self.parse_uwsgi(cx) {
+                                Ok(parsed) => Ok(parsed),
+                                Err(()) => return Next::Close,
+                            },
+                            _ => Ok(None),
+                        };
+                        match parsed {
                             Ok(Some(head)) => {
                                 if let Err((status, reason)) = self.start_request(head, cx) {
                                     return self.reject(cx, status, reason);
@@ -289,11 +358,13 @@ impl Conn {
                                 continue;
                             }
                             Ok(None) => {}
-                            Err(e) => return self.reject(cx, e.status(), e.reason()),
+                            Err((status, reason)) => return self.reject(cx, status, reason),
                         }
-                    } else if cx.shared.is_draining() {
-                        return Next::Close;
                     }
+                    // Draining does not close a keep-alive connection here:
+                    // its client may already be sending the next request,
+                    // which is served with `Connection: close`. The reaper
+                    // closes it only once it has been idle for a while.
                     match self.fill() {
                         Ok(Fill::Data) => {
                             if self.head_started_ms == 0 || self.head_started_ms == u64::MAX {
@@ -363,14 +434,107 @@ impl Conn {
         }
     }
 
+    /// Parses a uwsgi packet at the front of `rbuf`. `Err` means the packet
+    /// was refused (logged with the peer and the reason): close.
+    fn parse_uwsgi(&mut self, cx: &ThreadCx<'_>) -> Result<Option<Parsed>, ()> {
+        let parsed = uwsgi::parse_packet(&self.rbuf, cx.shared.limits.max_head, &mut self.vars)
+            .and_then(|packet| {
+                packet
+                    .map(|p| UwsgiRequest::from_vars(&self.rbuf, &p, &self.vars))
+                    .transpose()
+            });
+        match parsed {
+            Ok(req) => Ok(req.map(Parsed::Uwsgi)),
+            Err(e) => {
+                let address = &cx.shared.listeners[self.listener].1.address;
+                let hint = match e {
+                    UwsgiError::TooLarge { .. } => {
+                        " (raise buffer-size, at most 65535, or send fewer/smaller headers)"
+                    }
+                    _ => "",
+                };
+                tracing::warn!(
+                    "uwsgi socket {address}: {e}{hint}; closing the connection from {}",
+                    self.peer_name()
+                );
+                Err(())
+            }
+        }
+    }
+
+    /// The peer for messages ("unix socket peer" when it has no address).
+    fn peer_name(&self) -> &str {
+        if self.remote_addr.is_empty() {
+            "a unix socket peer"
+        } else {
+            &self.remote_addr
+        }
+    }
+
+    /// `proxy-protocol`: reads a PROXY v1/v2 header at the start of the
+    /// stream. Ok(true): one was taken, parse on. Ok(false): more bytes
+    /// needed. Err: refused (malformed, or from a peer not in
+    /// `forwarded-allow-ips`), close. The header is optional, as in gunicorn,
+    /// so the balancer's own health checks work without one.
+    fn take_proxy_header(&mut self, cx: &ThreadCx<'_>) -> Result<bool, ()> {
+        let header = match proxy::parse_proxy_header(&self.rbuf) {
+            Ok(None) => return Ok(false),
+            Err(ProxyError::NotProxy) => {
+                self.expect_proxy = false;
+                return Ok(true);
+            }
+            Err(e) => {
+                tracing::warn!("{e} from {}; closing", self.peer_name());
+                return Err(());
+            }
+            Ok(Some(h)) => h,
+        };
+        if !self.trusted {
+            tracing::warn!(
+                "PROXY header from {}, which is not in forwarded-allow-ips; closing",
+                self.peer_name()
+            );
+            return Err(());
+        }
+        if let Some(source) = header.source {
+            let ip = source.ip().to_canonical();
+            self.remote_addr = ip.to_string();
+            self.remote_port = source.port().to_string();
+            // X-Forwarded-* now come from the client itself: believe them
+            // only if the client is itself an allowed proxy.
+            self.trusted = cx.shared.trusted_peers.contains(ip);
+        }
+        self.rbuf.drain(..header.len);
+        self.expect_proxy = false;
+        Ok(true)
+    }
+
     /// A head has been parsed: decide how to read its body.
     fn start_request(
         &mut self,
-        head: RequestHead,
+        head: Parsed,
         cx: &mut ThreadCx<'_>,
     ) -> Result<(), (u16, &'static str)> {
         let post_buffering = cx.shared.post_buffering;
-        let progress = match head.framing {
+        let framing = match &head {
+            Parsed::Http(h) => h.framing,
+            Parsed::Uwsgi(u) => {
+                if cx
+                    .shared
+                    .limits
+                    .max_body
+                    .is_some_and(|max| u.content_length > max)
+                {
+                    return Err((413, "request body larger than limit-post"));
+                }
+                match u.content_length {
+                    0 => BodyFraming::None,
+                    n => BodyFraming::Length(n),
+                }
+            }
+        };
+        let hlen = head.len();
+        let progress = match framing {
             BodyFraming::None => BodyProgress::InPlace { len: 0 },
             BodyFraming::Length(n) if n <= post_buffering as u64 => {
                 BodyProgress::InPlace { len: n as usize }
@@ -389,8 +553,10 @@ impl Conn {
             },
         };
         let needs_body =
-            !matches!(progress, BodyProgress::InPlace { len } if self.rbuf.len() >= head.len + len);
-        if needs_body && head.expect_continue && head.version == Version::Http11 {
+            !matches!(progress, BodyProgress::InPlace { len } if self.rbuf.len() >= hlen + len);
+        let continue_wanted =
+            matches!(&head, Parsed::Http(h) if h.expect_continue && h.version == Version::Http11);
+        if needs_body && continue_wanted {
             // RFC 9110 §10.1.1: tell the client to send the body. Tiny, so a
             // fresh socket buffer always takes it.
             let _ = super::output::send_some(self.fd.as_raw_fd(), b"HTTP/1.1 100 Continue\r\n\r\n");
@@ -408,7 +574,7 @@ impl Conn {
         let State::Body { head, progress, .. } = &mut self.state else {
             return Ok(false);
         };
-        let hlen = head.len;
+        let hlen = head.len();
         let spool_err = |_| (500, "cannot write the request body to a temp file");
         match progress {
             BodyProgress::InPlace { len } => Ok(self.rbuf.len() >= hlen + *len),
@@ -455,14 +621,16 @@ impl Conn {
             return;
         };
         let shared = cx.shared;
-        let hlen = head.len;
+        let hlen = head.len();
+        // uwsgi: one request per connection, always.
+        let keep_alive = matches!(&head, Parsed::Http(h) if h.keep_alive)
+            && shared.keepalive_timeout_ms > 0
+            && !shared.is_draining();
         if shared.static_files.is_some() {
             let consumed = match &progress {
                 BodyProgress::InPlace { len } => hlen + len,
                 _ => hlen,
             };
-            let keep_alive =
-                head.keep_alive && shared.keepalive_timeout_ms > 0 && !shared.is_draining();
             if self.try_static(cx, &head, keep_alive, consumed) {
                 return;
             }
@@ -482,33 +650,44 @@ impl Conn {
                 (Body::Memory(&cx.body_scratch[..]), hlen)
             }
         };
-        let method = h1::span(&self.rbuf, head.method);
-        let head_only = method == b"HEAD";
-        let keep_alive =
-            head.keep_alive && shared.keepalive_timeout_ms > 0 && !shared.is_draining();
+        let summary = Summary::of(&self.rbuf, &head);
+        let head_only = summary.method == b"HEAD";
         let started = Instant::now();
         let core_slot = shared.scoreboard.core(shared.slot, cx.core);
-        core_slot.begin(method, h1::span(&self.rbuf, head.target));
+        core_slot.begin(summary.method, summary.target);
         let date = cx.clock.http_date();
         let date = &date[..];
+        let wsgi_head = match &head {
+            Parsed::Http(h) => Head::Http {
+                head: h,
+                headers: &self.headers,
+                trusted_proxy: self.trusted,
+            },
+            Parsed::Uwsgi(_) => Head::Uwsgi { vars: &self.vars },
+        };
         let outcome = shared.wsgi.handle(
             &cx.thread_state,
             Request {
                 head_buf: &self.rbuf,
-                head: &head,
-                headers: &self.headers,
+                head: wsgi_head,
                 body,
                 remote_addr: &self.remote_addr,
                 remote_port: &self.remote_port,
                 listener: self.listener,
             },
             &mut self.out,
-            head.version,
+            summary.version,
             head_only,
             keep_alive,
+            matches!(head, Parsed::Uwsgi(_)),
             date,
         );
         core_slot.end();
+        shared.worker_slot().record(
+            outcome.status,
+            outcome.body_bytes + outcome.headers_bytes as u64,
+            started.elapsed().as_micros() as u64,
+        );
         let relaxed = std::sync::atomic::Ordering::Relaxed;
         let requests = shared.worker_slot().requests.fetch_add(1, relaxed) + 1;
         let total = shared.scoreboard.total_requests().fetch_add(1, relaxed) + 1;
@@ -523,15 +702,15 @@ impl Conn {
                 pid: shared.pid,
                 requests,
                 total,
-                remote_addr: &self.remote_addr,
+                remote_addr: summary.remote_addr.unwrap_or(&self.remote_addr),
                 vars: outcome.vars,
                 vars_bytes: outcome.vars_bytes,
                 ctime: cx.clock.ctime(),
-                method,
-                uri: h1::span(&self.rbuf, head.target),
+                method: summary.method,
+                uri: summary.target,
                 body_bytes: outcome.body_bytes,
                 msecs: started.elapsed().as_millis() as u64,
-                protocol: head.version.as_bytes(),
+                protocol: summary.protocol,
                 status: outcome.status,
                 headers: outcome.headers_count,
                 headers_bytes: outcome.headers_bytes,
@@ -597,7 +776,7 @@ impl Conn {
     fn try_static(
         &mut self,
         cx: &mut ThreadCx<'_>,
-        head: &RequestHead,
+        head: &Parsed,
         keep_alive: bool,
         consumed: usize,
     ) -> bool {
@@ -607,12 +786,13 @@ impl Conn {
             return false;
         };
         let started = Instant::now();
-        let resolved = match statics.lookup(h1::span(&self.rbuf, head.path)) {
+        let summary = Summary::of(&self.rbuf, head);
+        let resolved = match statics.lookup(summary.path) {
             Lookup::NotStatic => return false,
             Lookup::Reject(status) => {
                 tracing::info!(
                     "static: rejected {} from {} ({status})",
-                    String::from_utf8_lossy(h1::span(&self.rbuf, head.path)),
+                    String::from_utf8_lossy(summary.path),
                     self.remote_addr
                 );
                 let date = cx.clock.http_date();
@@ -624,20 +804,28 @@ impl Conn {
             Lookup::File(resolved) => resolved,
         };
         let date = cx.clock.http_date();
-        let (buf, headers) = (&self.rbuf, &self.headers);
+        let (buf, headers, vars) = (&self.rbuf, &self.headers, &self.vars);
+        let uwsgi = matches!(head, Parsed::Uwsgi(_));
         let lookup = |name: &[u8]| {
-            headers
-                .iter()
-                .find(|h| h1::span(buf, h.name).eq_ignore_ascii_case(name))
-                .map(|h| h1::span(buf, h.value))
+            if uwsgi {
+                // The header arrives as an HTTP_* var; the last one wins.
+                vars.iter()
+                    .rev()
+                    .find(|(k, _)| is_http_var(h1::span(buf, *k), name))
+                    .map(|(_, v)| h1::span(buf, *v))
+            } else {
+                headers
+                    .iter()
+                    .find(|h| h1::span(buf, h.name).eq_ignore_ascii_case(name))
+                    .map(|h| h1::span(buf, h.value))
+            }
         };
-        let method = h1::span(buf, head.method);
         let reply = statics.respond(
             resolved,
             &RequestInfo {
-                method,
+                method: summary.method,
                 header: &lookup,
-                http11: head.version == Version::Http11,
+                http11: summary.version == Version::Http11,
                 keep_alive,
                 date: &date,
             },
@@ -648,23 +836,30 @@ impl Conn {
             .body
             .as_ref()
             .map_or(reply.inline_body.len() as u64, |b| b.2);
+        shared.worker_slot().record(
+            reply.status,
+            body_len + reply.head.len() as u64,
+            started.elapsed().as_micros() as u64,
+        );
+        // Counted with logging off too (stats, max-requests would otherwise
+        // miss static requests).
+        let relaxed = std::sync::atomic::Ordering::Relaxed;
+        let requests = shared.worker_slot().requests.fetch_add(1, relaxed) + 1;
+        let total = shared.scoreboard.total_requests().fetch_add(1, relaxed) + 1;
         if shared.log_requests {
-            let relaxed = std::sync::atomic::Ordering::Relaxed;
-            let requests = shared.worker_slot().requests.fetch_add(1, relaxed) + 1;
-            let total = shared.scoreboard.total_requests().fetch_add(1, relaxed) + 1;
             cx.log.request(crate::logging::RequestLine {
                 pid: shared.pid,
                 requests,
                 total,
-                remote_addr: &self.remote_addr,
-                vars: headers.len(),
-                vars_bytes: head.len,
+                remote_addr: summary.remote_addr.unwrap_or(&self.remote_addr),
+                vars: headers.len() + vars.len(),
+                vars_bytes: head.len(),
                 ctime: cx.clock.ctime(),
-                method,
-                uri: h1::span(buf, head.target),
+                method: summary.method,
+                uri: summary.target,
                 body_bytes: body_len,
                 msecs: started.elapsed().as_millis() as u64,
-                protocol: head.version.as_bytes(),
+                protocol: summary.protocol,
                 status: reply.status,
                 headers: reply.head.split(|&b| b == b'\n').count().saturating_sub(2),
                 headers_bytes: reply.head.len(),
@@ -694,5 +889,80 @@ impl Conn {
     /// Marks a brand-new connection, whose first wait uses the header timeout.
     pub fn mark_fresh(&mut self) {
         self.head_started_ms = u64::MAX;
+    }
+}
+
+/// What the server itself reads from a request head, of either protocol,
+/// borrowed from the read buffer: for the scoreboard, the access log, static
+/// files and the response's status line.
+struct Summary<'b> {
+    method: &'b [u8],
+    /// The request target as sent (REQUEST_URI).
+    target: &'b [u8],
+    /// The raw (not yet percent-decoded) path of the target.
+    path: &'b [u8],
+    /// The protocol for the log ("HTTP/1.1").
+    protocol: &'b [u8],
+    /// The version of the response's status line.
+    version: Version,
+    /// uwsgi: the client address the front-end reported (REMOTE_ADDR).
+    remote_addr: Option<&'b str>,
+}
+
+impl<'b> Summary<'b> {
+    fn of(buf: &'b [u8], head: &Parsed) -> Summary<'b> {
+        match head {
+            Parsed::Http(h) => Summary {
+                method: h1::span(buf, h.method),
+                target: h1::span(buf, h.target),
+                path: h1::span(buf, h.path),
+                protocol: h.version.as_bytes(),
+                version: h.version,
+                remote_addr: None,
+            },
+            Parsed::Uwsgi(u) => {
+                let var = |s: Option<Span>| s.map(|s| h1::span(buf, s));
+                let target = var(u.uri).unwrap_or_default();
+                let path = target
+                    .iter()
+                    .position(|&b| b == b'?')
+                    .map_or(target, |q| &target[..q]);
+                Summary {
+                    method: var(u.method).unwrap_or(b"GET"),
+                    target,
+                    path,
+                    protocol: var(u.protocol).unwrap_or(b"HTTP/1.0"),
+                    version: u.response_version(buf),
+                    remote_addr: var(u.remote_addr).and_then(|a| std::str::from_utf8(a).ok()),
+                }
+            }
+        }
+    }
+}
+
+/// Whether the uwsgi var `key` carries the header `name` (lowercase), as
+/// `HTTP_` + the name upper-cased with '-' as '_'.
+fn is_http_var(key: &[u8], name: &[u8]) -> bool {
+    key.len() == name.len() + 5
+        && key.starts_with(b"HTTP_")
+        && key[5..].iter().zip(name).all(|(&k, &n)| {
+            k == if n == b'-' {
+                b'_'
+            } else {
+                n.to_ascii_uppercase()
+            }
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_http_var;
+
+    #[test]
+    fn header_names_map_to_uwsgi_vars() {
+        assert!(is_http_var(b"HTTP_IF_NONE_MATCH", b"if-none-match"));
+        assert!(is_http_var(b"HTTP_RANGE", b"range"));
+        assert!(!is_http_var(b"HTTP_RANGE", b"rang"));
+        assert!(!is_http_var(b"XTTP_RANGE", b"range"));
     }
 }

@@ -4,6 +4,7 @@
 //! - [`accept`]: accepting connections.
 //! - [`conn`]: one connection's read/parse/dispatch/write loop.
 //! - [`output`]: response buffering and the only socket writes.
+//! - [`trust`]: `forwarded-allow-ips`, the peers believed about the client.
 //!
 //! Model: `threads` identical threads share one epoll set with one-shot
 //! registrations, so a connection is handled by one thread at a time and any
@@ -18,6 +19,7 @@ pub mod accept;
 pub mod conn;
 pub mod output;
 pub mod poll;
+pub mod trust;
 
 use std::io::Read;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -53,11 +55,30 @@ pub struct BootMessage {
     pub listeners: Vec<ListenerMeta>,
 }
 
+/// What a listener speaks: `http` / `http-socket` are HTTP/1.x, `socket`
+/// (`uwsgi-socket`) is the uwsgi protocol.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    #[default]
+    Http,
+    Uwsgi,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Http => "HTTP",
+            Protocol::Uwsgi => "uwsgi",
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct ListenerMeta {
     /// As configured, for messages.
     pub address: String,
     pub unix: bool,
+    pub protocol: Protocol,
     pub server_name: String,
     pub server_port: String,
 }
@@ -89,6 +110,10 @@ pub struct Shared {
     pub keepalive_timeout_ms: u64,
     pub send_timeout: Duration,
     pub threads: usize,
+    /// `forwarded-allow-ips`.
+    pub trusted_peers: trust::TrustedPeers,
+    /// `proxy-protocol`.
+    pub proxy_protocol: bool,
 }
 
 impl Shared {
@@ -251,6 +276,8 @@ pub fn run() -> ! {
         keepalive_timeout_ms: secs_ms(cfg.keepalive_timeout),
         send_timeout: Duration::from_secs(cfg.send_timeout),
         threads: cfg.threads,
+        trusted_peers: trust::TrustedPeers::new(&cfg.forwarded_allow_ips),
+        proxy_protocol: cfg.proxy_protocol,
     });
     for (i, (fd, meta)) in shared.listeners.iter().enumerate() {
         use std::os::fd::AsRawFd;
@@ -260,6 +287,10 @@ pub fn run() -> ! {
             tracing::error!("listener {}: {e}", meta.address);
             std::process::exit(1);
         }
+    }
+    if let Some((vsz, rss)) = memory_bytes() {
+        shared.worker_slot().vsz_bytes.store(vsz, Ordering::Relaxed);
+        shared.worker_slot().rss_bytes.store(rss, Ordering::Relaxed);
     }
     shared.worker_slot().set_state(WorkerState::Accepting);
     for core in 0..cfg.threads {
@@ -309,13 +340,15 @@ fn thread_main(shared: &Shared, core: usize) {
     }
 }
 
-/// Resident set size of this process, from /proc/self/statm.
-fn rss_bytes() -> Option<u64> {
+/// (virtual size, resident set size) of this process, from /proc/self/statm.
+fn memory_bytes() -> Option<(u64, u64)> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let mut fields = statm.split_whitespace();
+    let vsz: u64 = fields.next()?.parse().ok()?;
+    let rss: u64 = fields.next()?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
-    Some(pages * page)
+    Some((vsz * page, rss * page))
 }
 
 /// The main thread's loop: deadlines, paused listeners, RSS, draining.
@@ -323,7 +356,8 @@ fn reaper(shared: &Shared, reload_on_rss_mb: u64) -> ! {
     let mut drain_started: Option<Instant> = None;
     loop {
         std::thread::sleep(Duration::from_millis(100));
-        if let Some(rss) = rss_bytes() {
+        if let Some((vsz, rss)) = memory_bytes() {
+            shared.worker_slot().vsz_bytes.store(vsz, Ordering::Relaxed);
             shared.worker_slot().rss_bytes.store(rss, Ordering::Relaxed);
             if reload_on_rss_mb > 0 && rss > reload_on_rss_mb * 1024 * 1024 {
                 shared.recycle(

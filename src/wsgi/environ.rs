@@ -7,11 +7,12 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use capataz_proto::http1::{span, Version};
+use capataz_proto::forwarded as fwd;
+use capataz_proto::http1::{span, Header, RequestHead, Span, Version};
 use pyo3::ffi;
 
 use super::py::{self, Owned};
-use super::{Request, Wsgi};
+use super::{Head, Request, Wsgi};
 
 /// Header names cached per thread; beyond this, keys are built per request,
 /// so a client sending random names cannot grow memory without bound.
@@ -32,6 +33,9 @@ pub struct Keys {
     pub input_spooled: Owned,
     pub http_10: Owned,
     pub http_11: Owned,
+    pub url_scheme: Owned,
+    pub http: Owned,
+    pub https: Owned,
 }
 
 impl Keys {
@@ -54,6 +58,9 @@ impl Keys {
                 input_spooled: py::interned(c"capataz.input_spooled"),
                 http_10: py::interned(c"HTTP/1.0"),
                 http_11: py::interned(c"HTTP/1.1"),
+                url_scheme: py::interned(c"wsgi.url_scheme"),
+                http: py::interned(c"http"),
+                https: py::interned(c"https"),
             }
         }
     }
@@ -161,17 +168,71 @@ unsafe fn set(env: *mut ffi::PyObject, key: &Owned, value: &Owned) -> Option<()>
 /// The GIL is held.
 pub unsafe fn build(w: &Wsgi, req: Request<'_>) -> Option<(Owned, EnvironStats)> {
     let keys = &w.keys;
-    let buf = req.head_buf;
-    let head = req.head;
     // SAFETY (whole block): GIL held by the caller; all objects are valid.
     unsafe {
         let env = Owned::from_new(ffi::PyDict_Copy(w.templates[req.listener].as_ptr()))?;
         let e = env.as_ptr();
+        let (nbytes, known_length) = match req.head {
+            Head::Http {
+                head,
+                headers,
+                trusted_proxy,
+            } => (
+                http_vars(w, e, &req, head, headers, trusted_proxy)?,
+                head.content_length_idx.is_some(),
+            ),
+            Head::Uwsgi { vars } => (uwsgi_vars(w, e, &req, vars)?, true),
+        };
+
+        let (input, spooled, body_len) = super::input::make(w, req.body)?;
+        set(e, &keys.wsgi_input, &input)?;
+        let flag = if spooled {
+            ffi::Py_True()
+        } else {
+            ffi::Py_False()
+        };
+        ffi::PyDict_SetItem(e, keys.input_spooled.as_ptr(), flag);
+        // A chunked body has been decoded and measured: give the app its
+        // length, since most frameworks read CONTENT_LENGTH bytes.
+        if !known_length && body_len > 0 {
+            set(
+                e,
+                &keys.content_length,
+                &py::latin1(body_len.to_string().as_bytes())?,
+            )?;
+        }
+        let vars = ffi::PyDict_Size(e) as usize;
+        Some((
+            env,
+            EnvironStats {
+                vars,
+                bytes: nbytes,
+            },
+        ))
+    }
+}
+
+/// The CGI variables of an HTTP request, and what a trusted proxy says
+/// about the client. Returns the bytes of request data, for the log.
+unsafe fn http_vars(
+    w: &Wsgi,
+    e: *mut ffi::PyObject,
+    req: &Request<'_>,
+    head: &RequestHead,
+    headers: &[Header],
+    trusted_proxy: bool,
+) -> Option<usize> {
+    let keys = &w.keys;
+    let buf = req.head_buf;
+    // SAFETY (whole block): GIL held by the caller; e is a dict.
+    unsafe {
         let mut nbytes = 0usize;
         let method = span(buf, head.method);
         let target = span(buf, head.target);
         let query = span(buf, head.query);
         nbytes += method.len() + target.len() * 2 + query.len();
+        // X-Forwarded-For, X-Forwarded-Proto, Forwarded (first of each).
+        let mut forwarded: [Option<&[u8]>; 3] = [None; 3];
 
         SCRATCH.with(|s| -> Option<()> {
             let mut s = s.borrow_mut();
@@ -186,7 +247,7 @@ pub unsafe fn build(w: &Wsgi, req: Request<'_>) -> Option<(Owned, EnvironStats)>
             );
             set(e, &keys.path_info, &py::latin1(&s.path)?)?;
 
-            for h in req.headers {
+            for h in headers {
                 let name = span(buf, h.name);
                 let value = span(buf, h.value);
                 if name.contains(&b'_') {
@@ -201,6 +262,17 @@ pub unsafe fn build(w: &Wsgi, req: Request<'_>) -> Option<(Owned, EnvironStats)>
                 if name.eq_ignore_ascii_case(b"content-length") {
                     set(e, &keys.content_length, &py::latin1(value)?)?;
                     continue;
+                }
+                if trusted_proxy {
+                    let slot = match name.len() {
+                        15 if name.eq_ignore_ascii_case(b"x-forwarded-for") => Some(0),
+                        17 if name.eq_ignore_ascii_case(b"x-forwarded-proto") => Some(1),
+                        9 if name.eq_ignore_ascii_case(b"forwarded") => Some(2),
+                        _ => None,
+                    };
+                    if let Some(i) = slot {
+                        forwarded[i].get_or_insert(value);
+                    }
                 }
                 s.key.clear();
                 s.key.extend_from_slice(b"HTTP_");
@@ -224,49 +296,170 @@ pub unsafe fn build(w: &Wsgi, req: Request<'_>) -> Option<(Owned, EnvironStats)>
             Version::Http11 => &keys.http_11,
         };
         set(e, &keys.server_protocol, proto)?;
-        set(
-            e,
-            &keys.remote_addr,
-            &py::latin1(req.remote_addr.as_bytes())?,
-        )?;
-        set(
-            e,
-            &keys.remote_port,
-            &py::latin1(req.remote_port.as_bytes())?,
-        )?;
         nbytes += req.remote_addr.len() + req.remote_port.len();
-
-        let (input, spooled, body_len) = super::input::make(w, req.body)?;
-        set(e, &keys.wsgi_input, &input)?;
-        let flag = if spooled {
-            ffi::Py_True()
-        } else {
-            ffi::Py_False()
-        };
-        ffi::PyDict_SetItem(e, keys.input_spooled.as_ptr(), flag);
-        // A chunked body has been decoded and measured: give the app its
-        // length, since most frameworks read CONTENT_LENGTH bytes.
-        if head.content_length_idx.is_none() && body_len > 0 {
-            set(
-                e,
-                &keys.content_length,
-                &py::latin1(body_len.to_string().as_bytes())?,
-            )?;
+        let [xff, xfp, rfc7239] = forwarded;
+        let mut client = xff.and_then(fwd::x_forwarded_for);
+        let mut scheme = xfp.and_then(fwd::x_forwarded_proto);
+        if let Some(value) = rfc7239 {
+            // RFC 7239 is the standard: it wins where it says something.
+            let f = fwd::forwarded(value);
+            client = f.client.or(client);
+            scheme = f.proto.or(scheme);
         }
-        let vars = ffi::PyDict_Size(e) as usize;
-        Some((
-            env,
-            EnvironStats {
-                vars,
-                bytes: nbytes,
-            },
-        ))
+        match client {
+            Some(client) => {
+                let ip = client.ip.to_canonical().to_string();
+                set(e, &keys.remote_addr, &py::latin1(ip.as_bytes())?)?;
+                let port = client.port.map(|p| p.to_string());
+                let port = port.as_deref().unwrap_or(req.remote_port);
+                set(e, &keys.remote_port, &py::latin1(port.as_bytes())?)?;
+            }
+            None => {
+                set(
+                    e,
+                    &keys.remote_addr,
+                    &py::latin1(req.remote_addr.as_bytes())?,
+                )?;
+                set(
+                    e,
+                    &keys.remote_port,
+                    &py::latin1(req.remote_port.as_bytes())?,
+                )?;
+            }
+        }
+        if let Some(scheme) = scheme {
+            let value = match scheme {
+                fwd::Scheme::Http => &keys.http,
+                fwd::Scheme::Https => &keys.https,
+            };
+            set(e, &keys.url_scheme, value)?;
+        }
+        Some(nbytes)
     }
+}
+
+/// The environ of a uwsgi request: every var as the front-end sent it
+/// (latin-1), with defaults for what PEP 3333 requires and it left out.
+/// Returns the bytes of the vars block, for the log.
+unsafe fn uwsgi_vars(
+    w: &Wsgi,
+    e: *mut ffi::PyObject,
+    req: &Request<'_>,
+    vars: &[(Span, Span)],
+) -> Option<usize> {
+    let keys = &w.keys;
+    let buf = req.head_buf;
+    // SAFETY (whole block): GIL held by the caller; e is a dict.
+    unsafe {
+        let mut nbytes = 0;
+        let (mut uwsgi_scheme, mut https, mut request_scheme) = (None, None, None);
+        let mut request_uri = None;
+        SCRATCH.with(|s| -> Option<()> {
+            let mut s = s.borrow_mut();
+            let s = &mut *s;
+            for &(k, v) in vars {
+                let (key, value) = (span(buf, k), span(buf, v));
+                nbytes += key.len() + value.len() + 4;
+                match key {
+                    // DESIGN §6: never as HTTP_* (nginx sends both spellings).
+                    b"HTTP_CONTENT_TYPE" | b"HTTP_CONTENT_LENGTH" => continue,
+                    // uWSGI's "magic" vars are passed along but never acted
+                    // on (they would let any peer load code), except the
+                    // harmless scheme.
+                    b"UWSGI_SCHEME" => uwsgi_scheme = Some(value),
+                    b"HTTPS" => https = Some(value),
+                    b"REQUEST_SCHEME" => request_scheme = Some(value),
+                    b"REQUEST_URI" => request_uri = Some(value),
+                    _ => {}
+                }
+                let key = cached_str(&mut s.cache, key)?;
+                if ffi::PyDict_SetItem(e, key.as_ptr(), py::latin1(value)?.as_ptr()) != 0 {
+                    return None;
+                }
+            }
+            // PEP 3333's required keys, when a bare-bones front-end config
+            // (no `include uwsgi_params`) left them out.
+            let missing = |key: &Owned| ffi::PyDict_Contains(e, key.as_ptr()) == 0;
+            if missing(&keys.request_method) {
+                set(e, &keys.request_method, &py::latin1(b"GET")?)?;
+            }
+            if missing(&keys.query_string) {
+                set(e, &keys.query_string, &py::latin1(b"")?)?;
+            }
+            if missing(&keys.server_protocol) {
+                set(e, &keys.server_protocol, &keys.http_10)?;
+            }
+            if missing(&keys.path_info) {
+                let uri = request_uri.unwrap_or_default();
+                let path = uri.split(|&b| b == b'?').next().unwrap_or_default();
+                percent_decode(path, &mut s.path);
+                set(e, &keys.path_info, &py::latin1(&s.path)?)?;
+            }
+            if missing(&keys.remote_addr) {
+                set(
+                    e,
+                    &keys.remote_addr,
+                    &py::latin1(req.remote_addr.as_bytes())?,
+                )?;
+                set(
+                    e,
+                    &keys.remote_port,
+                    &py::latin1(req.remote_port.as_bytes())?,
+                )?;
+            }
+            Some(())
+        })?;
+        if let Some(scheme) = uwsgi_scheme_of(uwsgi_scheme, https, request_scheme) {
+            let value = match scheme {
+                fwd::Scheme::Http => &keys.http,
+                fwd::Scheme::Https => &keys.https,
+            };
+            set(e, &keys.url_scheme, value)?;
+        }
+        Some(nbytes)
+    }
+}
+
+/// `wsgi.url_scheme` of a uwsgi request: `UWSGI_SCHEME`, then `HTTPS`
+/// (`on` or `1`), then `REQUEST_SCHEME`; `None` leaves "http".
+fn uwsgi_scheme_of(
+    uwsgi_scheme: Option<&[u8]>,
+    https: Option<&[u8]>,
+    request_scheme: Option<&[u8]>,
+) -> Option<fwd::Scheme> {
+    uwsgi_scheme
+        .and_then(fwd::Scheme::parse)
+        .or_else(|| {
+            https
+                .filter(|v| v.eq_ignore_ascii_case(b"on") || *v == b"1")
+                .map(|_| fwd::Scheme::Https)
+        })
+        .or_else(|| request_scheme.and_then(fwd::Scheme::parse))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::percent_decode;
+    use super::{percent_decode, uwsgi_scheme_of};
+    use capataz_proto::forwarded::Scheme;
+
+    #[test]
+    fn uwsgi_scheme_precedence() {
+        let https = Some(Scheme::Https);
+        assert_eq!(uwsgi_scheme_of(None, None, None), None);
+        assert_eq!(uwsgi_scheme_of(Some(b"https"), None, Some(b"http")), https);
+        assert_eq!(
+            uwsgi_scheme_of(Some(b"http"), Some(b"on"), None),
+            Some(Scheme::Http)
+        );
+        assert_eq!(uwsgi_scheme_of(Some(b"bogus"), Some(b"on"), None), https);
+        assert_eq!(uwsgi_scheme_of(None, Some(b"1"), None), https);
+        assert_eq!(uwsgi_scheme_of(None, Some(b"ON"), None), https);
+        assert_eq!(
+            uwsgi_scheme_of(None, Some(b"off"), Some(b"http")),
+            Some(Scheme::Http)
+        );
+        assert_eq!(uwsgi_scheme_of(None, None, Some(b"https")), https);
+    }
 
     #[test]
     fn decodes_escapes_and_keeps_invalid_ones() {

@@ -19,7 +19,7 @@ pub mod response;
 use std::ffi::CString;
 use std::path::PathBuf;
 
-use capataz_proto::http1::{Header, RequestHead, Version};
+use capataz_proto::http1::{Header, RequestHead, Span, Version};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule, PyTuple};
@@ -38,11 +38,24 @@ pub enum Body<'a> {
     Spooled(std::fs::File, u64),
 }
 
+/// A request head of either protocol; spans index [`Request::head_buf`].
+pub enum Head<'a> {
+    /// An HTTP/1.x request head and its header fields.
+    Http {
+        head: &'a RequestHead,
+        headers: &'a [Header],
+        /// The peer is in `forwarded-allow-ips`: X-Forwarded-For/-Proto and
+        /// Forwarded set REMOTE_ADDR and wsgi.url_scheme.
+        trusted_proxy: bool,
+    },
+    /// A uwsgi packet's vars, in wire order (the last duplicate wins).
+    Uwsgi { vars: &'a [(Span, Span)] },
+}
+
 /// One parsed request, borrowed from the connection.
 pub struct Request<'a> {
     pub head_buf: &'a [u8],
-    pub head: &'a RequestHead,
-    pub headers: &'a [Header],
+    pub head: Head<'a>,
     pub body: Body<'a>,
     pub remote_addr: &'a str,
     pub remote_port: &'a str,
@@ -271,7 +284,8 @@ impl Wsgi {
     }
 
     /// Runs the app for one request, encoding the response into `out`.
-    /// Takes and releases the GIL with `ts`.
+    /// Takes and releases the GIL with `ts`. `uwsgi`: the response goes to a
+    /// uwsgi front-end (never chunked, the connection closes after it).
     #[allow(clippy::too_many_arguments)]
     pub fn handle(
         &self,
@@ -281,6 +295,7 @@ impl Wsgi {
         version: Version,
         head_only: bool,
         keep_alive: bool,
+        uwsgi: bool,
         date: &[u8],
     ) -> Outcome {
         // SAFETY: ts belongs to this thread and the GIL is not held here.
@@ -289,10 +304,11 @@ impl Wsgi {
             out,
             version,
             head_only,
-            keep_alive,
+            keep_alive && !uwsgi,
             date,
             self.write.as_ptr(),
         );
+        ex.uwsgi = uwsgi;
         let mut outcome = Outcome::default();
         // SAFETY: GIL held from here to PyEval_SaveThread below.
         unsafe {

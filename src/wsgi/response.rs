@@ -7,7 +7,8 @@
 //!
 //! Framing (DESIGN §6): Content-Length when the app gave one or the body is
 //! known to be a single chunk (or a list); otherwise chunked on HTTP/1.1 and
-//! close-delimited on HTTP/1.0.
+//! close-delimited on HTTP/1.0. A response to a uwsgi front-end is never
+//! chunked (it reads to EOF) and carries no Connection header.
 
 use std::cell::Cell;
 use std::ptr;
@@ -55,6 +56,8 @@ pub struct Exchange<'o> {
     pub client_gone: bool,
     /// The response cannot be completed: close the connection after what was sent.
     pub aborted: bool,
+    /// The response goes to a uwsgi front-end: close-delimited, not chunked.
+    pub uwsgi: bool,
     write_fn: *mut ffi::PyObject,
 }
 
@@ -85,6 +88,7 @@ impl<'o> Exchange<'o> {
             body_bytes: 0,
             client_gone: false,
             aborted: false,
+            uwsgi: false,
             write_fn,
         }
     }
@@ -262,7 +266,7 @@ impl<'o> Exchange<'o> {
                 Framing::Length { remaining: len }
             } else if self.head_only {
                 Framing::NoBody
-            } else if self.version == Version::Http11 {
+            } else if self.version == Version::Http11 && !self.uwsgi {
                 h1::push_header(buf, b"Transfer-Encoding", b"chunked");
                 count += 1;
                 Framing::Chunked
@@ -278,6 +282,8 @@ impl<'o> Exchange<'o> {
                 count += 1;
             }
             match (self.version, keep_alive) {
+                // The uwsgi front-end knows the connection ends here.
+                _ if self.uwsgi => {}
                 (Version::Http11, false) => {
                     h1::push_header(buf, b"Connection", b"close");
                     count += 1;

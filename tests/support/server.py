@@ -333,12 +333,12 @@ def run_capataz(
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate(5)
+        # The whole group: workers hold the pipes open too.
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        out, err = proc.communicate(timeout=5)
         raise AssertionError(
             f"capataz {args} did not exit within {timeout}s\nstdout: {out[-3000:]!r}\nstderr: {err[-3000:]!r}"
         ) from None

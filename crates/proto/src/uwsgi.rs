@@ -6,7 +6,7 @@
 //!     u16le key_len | key | u16le value_len | value   (repeated, no count, no terminator)
 //! ```
 
-use crate::http1::Span;
+use crate::http1::{span, Span, Version};
 
 /// Size of the fixed packet header.
 pub const HEADER_LEN: usize = 4;
@@ -39,8 +39,11 @@ pub enum UwsgiError {
     #[error("truncated uwsgi var")]
     Truncated,
     /// The first bytes look like an HTTP request: an HTTP client reached a uwsgi socket.
-    #[error("HTTP request sent to a uwsgi socket (use http-socket for HTTP)")]
+    #[error("HTTP sent to a uwsgi socket (HTTP clients need `http` or `http-socket`)")]
     LooksLikeHttp,
+    /// `CONTENT_LENGTH` is not empty and not a decimal number.
+    #[error("invalid uwsgi CONTENT_LENGTH")]
+    BadContentLength,
     /// A modifier1 other than 0 (WSGI).
     #[error("unsupported uwsgi modifier1 {0}")]
     UnsupportedModifier(u8),
@@ -99,6 +102,84 @@ pub fn parse_packet(
     }))
 }
 
+/// What the server itself needs from a packet's vars, found in one pass: the body
+/// length, and what the access log, the scoreboard and static files read. Spans index
+/// the packet buffer; for duplicate keys the last one wins, as in the environ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UwsgiRequest {
+    /// Bytes of the packet (header and vars): the body starts at this offset.
+    pub len: usize,
+    /// `CONTENT_LENGTH`; absent or empty means 0.
+    pub content_length: u64,
+    /// `REQUEST_METHOD`.
+    pub method: Option<Span>,
+    /// `REQUEST_URI`: the target as the client sent it (not decoded).
+    pub uri: Option<Span>,
+    /// `SERVER_PROTOCOL`, e.g. `HTTP/1.1`.
+    pub protocol: Option<Span>,
+    /// `REMOTE_ADDR`: the client as the front-end saw it.
+    pub remote_addr: Option<Span>,
+}
+
+impl UwsgiRequest {
+    /// Scans the vars [`parse_packet`] found in `buf`.
+    pub fn from_vars(
+        buf: &[u8],
+        packet: &UwsgiPacket,
+        vars: &[(Span, Span)],
+    ) -> Result<UwsgiRequest, UwsgiError> {
+        let mut req = UwsgiRequest {
+            len: packet.len,
+            ..UwsgiRequest::default()
+        };
+        let mut content_length = None;
+        for &(k, v) in vars {
+            match span(buf, k) {
+                b"CONTENT_LENGTH" => content_length = Some(v),
+                b"REQUEST_METHOD" => req.method = Some(v),
+                b"REQUEST_URI" => req.uri = Some(v),
+                b"SERVER_PROTOCOL" => req.protocol = Some(v),
+                b"REMOTE_ADDR" => req.remote_addr = Some(v),
+                _ => {}
+            }
+        }
+        if let Some(v) = content_length {
+            req.content_length = parse_content_length(span(buf, v))?;
+        }
+        Ok(req)
+    }
+
+    /// The version for the response's status line: the request's `SERVER_PROTOCOL`
+    /// when it is HTTP/1.1 or a later major version (nginx passes `HTTP/2.0` through
+    /// for h2 clients), HTTP/1.0 when it says so, is absent, or is not HTTP at all.
+    pub fn response_version(&self, buf: &[u8]) -> Version {
+        match self.protocol.map(|p| span(buf, p)) {
+            Some(b"HTTP/1.1") => Version::Http11,
+            Some([b'H', b'T', b'T', b'P', b'/', major, ..]) if (b'2'..=b'9').contains(major) => {
+                Version::Http11
+            }
+            _ => Version::Http10,
+        }
+    }
+}
+
+/// Most digits accepted in `CONTENT_LENGTH`: enough for any u64.
+const MAX_CONTENT_LENGTH_DIGITS: usize = 19;
+
+/// `CONTENT_LENGTH`: empty means 0 (nginx sends it empty for bodiless requests);
+/// otherwise decimal digits only.
+pub fn parse_content_length(value: &[u8]) -> Result<u64, UwsgiError> {
+    if value.is_empty() {
+        return Ok(0);
+    }
+    if value.len() > MAX_CONTENT_LENGTH_DIGITS || !value.iter().all(u8::is_ascii_digit) {
+        return Err(UwsgiError::BadContentLength);
+    }
+    Ok(value
+        .iter()
+        .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')))
+}
+
 /// Reads one `u16le length | bytes` field of the vars block at `*pos`, returning its
 /// span as an absolute offset into the packet buffer.
 fn take_field(block: &[u8], pos: &mut usize) -> Result<Span, UwsgiError> {
@@ -118,7 +199,6 @@ fn take_field(block: &[u8], pos: &mut usize) -> Result<Span, UwsgiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http1::span;
 
     /// Encodes a packet the way nginx does.
     fn packet(vars: &[(&[u8], &[u8])]) -> Vec<u8> {
@@ -254,6 +334,85 @@ mod tests {
                 "{:?}",
                 req
             );
+        }
+    }
+
+    #[test]
+    fn request_info_from_nginx_vars() {
+        let buf = packet(NGINX_VARS);
+        let mut vars = Vec::new();
+        let p = parse_packet(&buf, 65535, &mut vars).unwrap().unwrap();
+        let req = UwsgiRequest::from_vars(&buf, &p, &vars).unwrap();
+        assert_eq!(req.len, buf.len());
+        assert_eq!(req.content_length, 5);
+        assert_eq!(span(&buf, req.method.unwrap()), b"POST");
+        assert_eq!(span(&buf, req.uri.unwrap()), b"/x?a=1");
+        assert_eq!(req.remote_addr, None);
+        assert_eq!(req.response_version(&buf), Version::Http11);
+    }
+
+    #[test]
+    fn content_length_forms() {
+        assert_eq!(parse_content_length(b""), Ok(0));
+        assert_eq!(parse_content_length(b"0"), Ok(0));
+        assert_eq!(parse_content_length(b"5242880"), Ok(5_242_880));
+        assert_eq!(
+            parse_content_length(b"9999999999999999999"),
+            Ok(9_999_999_999_999_999_999)
+        );
+        for bad in [
+            &b"-1"[..],
+            b" 5",
+            b"5 ",
+            b"0x10",
+            b"1e3",
+            b"99999999999999999999",
+        ] {
+            assert_eq!(
+                parse_content_length(bad),
+                Err(UwsgiError::BadContentLength),
+                "{bad:?}"
+            );
+        }
+        let buf = packet(&[(b"CONTENT_LENGTH", b"12a")]);
+        let mut vars = Vec::new();
+        let p = parse_packet(&buf, 65535, &mut vars).unwrap().unwrap();
+        assert_eq!(
+            UwsgiRequest::from_vars(&buf, &p, &vars),
+            Err(UwsgiError::BadContentLength)
+        );
+    }
+
+    #[test]
+    fn last_duplicate_wins_and_missing_means_zero() {
+        let buf = packet(&[
+            (b"CONTENT_LENGTH", b"3"),
+            (b"REQUEST_METHOD", b"GET"),
+            (b"CONTENT_LENGTH", b""),
+        ]);
+        let mut vars = Vec::new();
+        let p = parse_packet(&buf, 65535, &mut vars).unwrap().unwrap();
+        let req = UwsgiRequest::from_vars(&buf, &p, &vars).unwrap();
+        assert_eq!(req.content_length, 0);
+        assert_eq!(req.response_version(&buf), Version::Http10);
+    }
+
+    #[test]
+    fn response_version_follows_server_protocol() {
+        for (protocol, want) in [
+            (&b"HTTP/1.0"[..], Version::Http10),
+            (b"HTTP/1.1", Version::Http11),
+            (b"HTTP/2.0", Version::Http11),
+            (b"HTTP/3", Version::Http11),
+            (b"HTTP/0.9", Version::Http10),
+            (b"SPDY", Version::Http10),
+            (b"", Version::Http10),
+        ] {
+            let buf = packet(&[(b"SERVER_PROTOCOL", protocol)]);
+            let mut vars = Vec::new();
+            let p = parse_packet(&buf, 65535, &mut vars).unwrap().unwrap();
+            let req = UwsgiRequest::from_vars(&buf, &p, &vars).unwrap();
+            assert_eq!(req.response_version(&buf), want, "{protocol:?}");
         }
     }
 

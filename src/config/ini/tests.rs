@@ -315,7 +315,10 @@ fn option_errors_name_file_and_line() {
             "unknown option 'procesess' (did you mean 'processes'?)",
         ),
         ("zzzzzz = 1", "unknown option 'zzzzzz'"),
-        ("stats = :9191", "option 'stats' is not supported yet"),
+        (
+            "offload-threads = 2",
+            "option 'offload-threads' is not supported yet",
+        ),
         ("harakiri", "option 'harakiri' needs a value"),
         ("processes", "option 'processes' needs a value"),
         ("= 4", "missing option name before '='"),

@@ -83,8 +83,8 @@ fn lookup_finds_aliases_and_suggests() {
     assert_eq!(spec("keep-alive").name, "keepalive-timeout");
     assert_eq!(spec("max-requests-jitter").name, "max-requests-delta");
     assert!(matches!(lookup("harakiri"), Lookup::Found(_)));
-    assert!(matches!(lookup("stats"), Lookup::NotYet(_)));
-    assert!(matches!(lookup("socket"), Lookup::NotYet(_)));
+    assert!(matches!(lookup("offload-threads"), Lookup::NotYet(_)));
+    assert_eq!(spec("uwsgi-socket").name, "socket");
     assert!(matches!(
         lookup("procesess"),
         Lookup::Unknown {
@@ -104,6 +104,27 @@ fn update_http_and_http_socket() {
     let c = apply("http-socket", "/run/x.sock").unwrap();
     assert_eq!(c.http_socket, ["/run/x.sock"]);
     assert!(apply("http", "host:port").is_err());
+}
+
+#[test]
+fn update_socket_and_proxy_trust() {
+    let c = apply("socket", "/run/app.sock").unwrap();
+    assert_eq!(c.socket, ["/run/app.sock"]);
+    assert!(apply("socket", "8000").is_err());
+    let d = Config::default();
+    assert_eq!(d.forwarded_allow_ips, ["127.0.0.1", "::1"]);
+    assert!(!d.proxy_protocol);
+    // A user value replaces the loopback default; later values add to it.
+    let mut c = apply("forwarded-allow-ips", "10.0.0.0/8, 192.168.0.1").unwrap();
+    assert_eq!(c.forwarded_allow_ips, ["10.0.0.0/8", "192.168.0.1"]);
+    c.origins
+        .insert("forwarded-allow-ips".into(), crate::config::Origin::Cli);
+    let spec = spec("forwarded-allow-ips");
+    (spec.apply)(&mut c, "*").unwrap();
+    assert_eq!(c.forwarded_allow_ips, ["10.0.0.0/8", "192.168.0.1", "*"]);
+    assert!(apply("forwarded-allow-ips", "10.0.0.0/40").is_err());
+    assert!(apply("forwarded-allow-ips", "proxy.internal").is_err());
+    assert!(apply("proxy-protocol", "on").unwrap().proxy_protocol);
 }
 
 #[test]

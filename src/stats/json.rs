@@ -1,0 +1,110 @@
+//! The uWSGI stats document: same field names and shape as uWSGI 2.0's, so
+//! uwsgitop and existing dashboards read it.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde_json::{json, Value};
+
+use super::{listen_queue, StatsSource};
+use crate::master::scoreboard::WorkerState;
+
+pub fn document(src: &StatsSource) -> Value {
+    let view = src.snapshot();
+    let sb = &src.scoreboard;
+    let now_s = crate::master::scoreboard::now_ms() / 1000;
+    let mut listen_queue_total = 0u64;
+    let sockets: Vec<Value> = view
+        .sockets
+        .iter()
+        .map(|s| {
+            let (queue, max) = if s.proto_is_unix() { (0, s.backlog) } else { listen_queue(s.fd).unwrap_or((0, s.backlog)) };
+            listen_queue_total += u64::from(queue);
+            json!({"name": s.name, "proto": s.proto, "queue": queue, "max_queue": max, "shared": 0, "can_offload": 0})
+        })
+        .collect();
+    let workers: Vec<Value> = view
+        .workers
+        .iter()
+        .filter(|w| !w.retired)
+        .map(|w| {
+            let slot = sb.worker(w.slot);
+            let requests = slot.requests.load(Relaxed);
+            let busy_us = slot.busy_us.load(Relaxed);
+            let cores: Vec<Value> = (0..sb.threads())
+                .map(|c| {
+                    let core = sb.core(w.slot, c);
+                    let current = core.current();
+                    json!({
+                        "id": c,
+                        "requests": core.requests.load(Relaxed),
+                        "static_requests": 0,
+                        "routed_requests": 0,
+                        "offloaded_requests": 0,
+                        "write_errors": 0,
+                        "read_errors": 0,
+                        "in_request": u8::from(current.is_some()),
+                        "vars": [],
+                        "req_info": current.map_or_else(|| json!({}), |(started_ms, request)| json!({
+                            "request_start": started_ms / 1000,
+                            "request": request,
+                        })),
+                    })
+                })
+                .collect();
+            let busy = cores.iter().any(|c| c["in_request"] == 1);
+            let state = slot.state();
+            json!({
+                "id": w.id,
+                "pid": w.pid,
+                "accepting": u8::from(state == WorkerState::Accepting),
+                "requests": requests,
+                "delta_requests": 0,
+                "exceptions": slot.exceptions.load(Relaxed),
+                "harakiri_count": view.harakiri_count.get(&w.id).copied().unwrap_or(0),
+                "signals": 0,
+                "signal_queue": 0,
+                "status": match state {
+                    WorkerState::Booting => "booting",
+                    WorkerState::Draining | WorkerState::Recycling => "draining",
+                    _ if busy => "busy",
+                    _ => "idle",
+                },
+                "rss": slot.rss_bytes.load(Relaxed),
+                "vsz": slot.vsz_bytes.load(Relaxed),
+                "running_time": busy_us,
+                "last_spawn": slot.spawned_s.load(Relaxed),
+                "respawn_count": view.respawns.get(&w.id).copied().unwrap_or(0) + 1,
+                "tx": slot.tx.load(Relaxed),
+                "avg_rt": busy_us.checked_div(requests).unwrap_or(0),
+                "apps": [{"id": 0, "modifier1": 0, "mountpoint": "", "requests": requests, "exceptions": 0, "chdir": ""}],
+                "cores": cores,
+            })
+        })
+        .collect();
+    let cwd = std::env::current_dir()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    // SAFETY: getuid/getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    json!({
+        "version": concat!("capataz-", env!("CARGO_PKG_VERSION")),
+        "listen_queue": listen_queue_total,
+        "listen_queue_errors": 0,
+        "signal_queue": 0,
+        "load": listen_queue_total,
+        "pid": src.master_pid,
+        "uid": uid,
+        "gid": gid,
+        "cwd": cwd,
+        "phase": view.phase,
+        "time": now_s,
+        "sockets": sockets,
+        "workers": workers,
+    })
+}
+
+impl super::SocketView {
+    fn proto_is_unix(&self) -> bool {
+        self.name.contains('/') || self.name.starts_with('@')
+    }
+}

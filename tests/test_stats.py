@@ -1,0 +1,224 @@
+"""Issue 7 items 2-4: the uWSGI stats document (and uwsgitop reading it),
+Prometheus metrics parsed by prometheus_client, and the health endpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from support.server import VENV_TEST, Server, free_port, plain_args
+
+
+def wait_for(predicate, timeout: float = 3.0):
+    """Polls until predicate() is truthy (the master refreshes its view every
+    100 ms); returns the last value."""
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value or time.time() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def raw_stats(port: int) -> dict:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return json.loads(data)
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@pytest.fixture(scope="module")
+def srv():
+    stats, metrics = free_port(), free_port()
+    with Server(
+        plain_args("--processes", "2", "--threads", "2", "--stats", f"127.0.0.1:{stats}", "--metrics", f"127.0.0.1:{metrics}"),
+        name="stats",
+    ) as s:
+        s.stats_port, s.metrics_port = stats, metrics
+        for _ in range(20):
+            urllib.request.urlopen(s.url + "/", timeout=5).read()
+        yield s
+
+
+def test_stats_document_has_uwsgi_fields(srv):
+    """uWSGI's top-level and per-worker field names, with real values."""
+    def full():
+        d = raw_stats(srv.stats_port)
+        return d if len(d["workers"]) == 2 and d["phase"] == "running" else None
+
+    doc = wait_for(full) or raw_stats(srv.stats_port)
+    for key in ("version", "listen_queue", "listen_queue_errors", "load", "pid", "uid", "gid", "cwd", "sockets", "workers"):
+        assert key in doc, key
+    assert doc["pid"] == srv.pid
+    assert len(doc["workers"]) == 2, json.dumps(doc)
+    worker_fields = (
+        "id", "pid", "accepting", "requests", "delta_requests", "exceptions", "harakiri_count", "status",
+        "rss", "vsz", "running_time", "last_spawn", "respawn_count", "tx", "avg_rt", "cores",
+    )
+    for w in doc["workers"]:
+        for key in worker_fields:
+            assert key in w, key
+        assert w["accepting"] == 1
+        assert w["status"] in ("idle", "busy")
+        assert w["rss"] > 1_000_000
+        assert len(w["cores"]) == 2
+    assert sorted(w["pid"] for w in doc["workers"]) == sorted(srv.workers())
+    assert sum(w["requests"] for w in doc["workers"]) >= 20
+    assert sum(w["tx"] for w in doc["workers"]) > 0
+
+
+def test_busy_core_shows_the_current_request(srv):
+    """A request in flight is visible per core (in_request, req_info)."""
+    import threading
+
+    t = threading.Thread(target=lambda: urllib.request.urlopen(srv.url + "/sleep?ms=1500", timeout=10).read())
+    t.start()
+    try:
+        deadline = time.time() + 5
+        seen = None
+        while time.time() < deadline and not seen:
+            for w in raw_stats(srv.stats_port)["workers"]:
+                for c in w["cores"]:
+                    if c["in_request"]:
+                        seen = (w, c)
+            time.sleep(0.1)
+        assert seen, "no busy core seen while a request was in flight"
+        assert "/sleep" in seen[1]["req_info"]["request"]
+        assert seen[0]["status"] == "busy"
+    finally:
+        t.join()
+
+
+def test_prometheus_text_parses(srv):
+    status, body = http_get(f"http://127.0.0.1:{srv.metrics_port}/metrics")
+    assert status == 200
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    for name in (
+        "capataz_requests", "capataz_request_duration_seconds", "capataz_response_bytes",
+        "capataz_workers", "capataz_worker_respawns", "capataz_harakiri", "capataz_listen_queue",
+    ):
+        assert name in families, (name, sorted(families))
+    ok = sum(s.value for s in families["capataz_requests"].samples if s.labels.get("status") == "2xx")
+    assert ok >= 20
+    count = [s for s in families["capataz_request_duration_seconds"].samples if s.name.endswith("_count")]
+    assert count and count[0].value >= 20
+    idle_or_busy = sum(s.value for s in families["capataz_workers"].samples if s.labels["state"] in ("idle", "busy"))
+    assert idle_or_busy == 2
+
+
+def test_health_endpoints(srv):
+    assert http_get(f"http://127.0.0.1:{srv.metrics_port}/health/live")[0] == 200
+    assert wait_for(lambda: http_get(f"http://127.0.0.1:{srv.metrics_port}/health/ready")[0] == 200)
+    assert http_get(f"http://127.0.0.1:{srv.metrics_port}/nope")[0] == 404
+
+
+def test_stats_http_serves_json_and_metrics():
+    stats = free_port()
+    with Server(plain_args("--stats", f"127.0.0.1:{stats}", "--stats-http"), name="stats-http") as s:
+        def with_workers():
+            d = json.loads(http_get(f"http://127.0.0.1:{stats}/")[1])
+            return d if d["workers"] else None
+
+        doc = wait_for(with_workers)
+        assert doc, "no workers in the stats document"
+        assert doc["workers"][0]["pid"] in s.workers()
+        assert http_get(f"http://127.0.0.1:{stats}/metrics")[0] == 200
+
+
+def test_not_ready_while_draining():
+    """Readiness turns 503 once TERM starts the drain."""
+    metrics = free_port()
+    import threading
+
+    with Server(plain_args("--metrics", f"127.0.0.1:{metrics}"), name="ready") as s:
+        assert wait_for(lambda: http_get(f"http://127.0.0.1:{metrics}/health/ready")[0] == 200)
+        t = threading.Thread(target=lambda: urllib.request.urlopen(s.url + "/sleep?ms=2000", timeout=10).read())
+        t.start()
+        time.sleep(0.3)
+        s.signal(signal.SIGTERM)
+        deadline = time.time() + 3
+        status = 200
+        while time.time() < deadline and status == 200:
+            status = http_get(f"http://127.0.0.1:{metrics}/health/ready", timeout=2)[0]
+            time.sleep(0.1)
+        assert status == 503
+        t.join()
+
+
+def test_uwsgitop_shows_the_workers(srv):
+    """The real uwsgitop, in a pseudo-terminal, draws a row per worker."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.environ["TERM"] = "xterm"
+        os.environ["LINES"], os.environ["COLUMNS"] = "40", "160"
+        os.execv(str(VENV_TEST / "bin" / "python"), [str(VENV_TEST / "bin" / "python"), str(VENV_TEST / "bin" / "uwsgitop"), f"127.0.0.1:{srv.stats_port}"])
+    screen = b""
+    try:
+        deadline = time.time() + 6
+        while time.time() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r:
+                try:
+                    screen += os.read(fd, 65536)
+                except OSError:
+                    break
+            if b"WID" in screen and all(str(p).encode() in screen for p in srv.workers()):
+                break
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(fd)
+    assert b"WID" in screen, screen[-2000:]
+    for p in srv.workers():
+        assert str(p).encode() in screen, (p, screen[-2000:])
+
+
+def test_sd_notify_ready_reloading_stopping(tmp_path):
+    """systemd Type=notify: READY=1 once workers accept, RELOADING=1 then READY=1
+    on HUP, STOPPING=1 on TERM."""
+    path = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    got: list[str] = []
+
+    def expect(word: str) -> None:
+        while True:
+            msg = sock.recv(4096).decode()
+            got.append(msg)
+            if word in msg.split("\n"):
+                return
+
+    try:
+        with Server(plain_args(), env={"NOTIFY_SOCKET": path}, name="notify") as s:
+            expect("READY=1")
+            s.signal(signal.SIGHUP)
+            expect("RELOADING=1")
+            expect("READY=1")
+            s.signal(signal.SIGTERM)
+            expect("STOPPING=1")
+            assert s.wait_exit(15) == 0
+    finally:
+        sock.close()
+    words = [w for m in got for w in m.split("\n") if w.endswith("=1")]
+    assert words == ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"], got
