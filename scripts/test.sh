@@ -18,6 +18,16 @@ if ! command -v nginx >/dev/null 2>&1; then
     fi
 fi
 
+# Headless Chromium loads the stats dashboard in tests/test_dashboard.py.
+if ! command -v chromium >/dev/null 2>&1; then
+    step "installing chromium"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y -q chromium; then
+        apt-get update -q
+        apt-get install -y -q chromium
+    fi
+fi
+
 # --- Python test environment ----------------------------------------------
 # .venv-test holds pytest, requests, Flask and Django.  capataz embeds the
 # python3 on PATH (pyenv's 3.11), and tests activate this venv with

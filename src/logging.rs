@@ -6,14 +6,56 @@
 //! never interleave mid-line and a busy server does not pay a syscall per
 //! request. The line is uWSGI's default shape.
 
+use std::collections::VecDeque;
 use std::io::Write;
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// How many of the master's own log lines [`recent`] keeps.
+const RECENT_LINES: usize = 500;
+static RECENT: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+
+/// The last `n` lines the master's server log (`tracing`, not the access log
+/// nor worker output) wrote, oldest first; for the stats dashboard.
+pub fn recent(n: usize) -> Vec<String> {
+    let ring = RECENT.lock().unwrap_or_else(|p| p.into_inner());
+    ring.iter()
+        .skip(ring.len().saturating_sub(n))
+        .cloned()
+        .collect()
+}
+
+/// stderr, and (in the master) a copy of each line into [`RECENT`].
+struct Tee {
+    keep: bool,
+}
+
+impl Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stderr().write_all(buf)?;
+        if self.keep {
+            let mut ring = RECENT.lock().unwrap_or_else(|p| p.into_inner());
+            for line in String::from_utf8_lossy(buf).lines() {
+                if ring.len() >= RECENT_LINES {
+                    ring.pop_front();
+                }
+                ring.push_back(line.to_string());
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
 
 /// Sets up `tracing` for the master or a worker.
 pub fn init(role: &str) {
     let role = role.to_string();
+    let keep = role == "master";
     let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(move || Tee { keep })
         .with_ansi(false)
         .with_target(false)
         .with_max_level(if std::env::var_os("CAPATAZ_DEBUG").is_some() {

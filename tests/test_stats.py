@@ -64,7 +64,8 @@ def test_stats_document_has_uwsgi_fields(srv):
     """uWSGI's top-level and per-worker field names, with real values."""
     def full():
         d = raw_stats(srv.stats_port)
-        return d if len(d["workers"]) == 2 and d["phase"] == "running" else None
+        booted = all(w["accepting"] for w in d["workers"])
+        return d if len(d["workers"]) == 2 and d["phase"] == "running" and booted else None
 
     doc = wait_for(full) or raw_stats(srv.stats_port)
     for key in ("version", "listen_queue", "listen_queue_errors", "load", "pid", "uid", "gid", "cwd", "sockets", "workers"):
@@ -136,7 +137,7 @@ def test_stats_http_serves_json_and_metrics():
     stats = free_port()
     with Server(plain_args("--stats", f"127.0.0.1:{stats}", "--stats-http"), name="stats-http") as s:
         def with_workers():
-            d = json.loads(http_get(f"http://127.0.0.1:{stats}/")[1])
+            d = json.loads(http_get(f"http://127.0.0.1:{stats}/stats")[1])
             return d if d["workers"] else None
 
         doc = wait_for(with_workers)

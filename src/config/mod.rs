@@ -173,6 +173,8 @@ pub struct Config {
     pub stats: Option<String>,
     /// `stats-http`: the stats address speaks HTTP.
     pub stats_http: bool,
+    /// `stats-token`: enables the dashboard's action buttons, which must send it.
+    pub stats_token: Option<String>,
     /// `metrics`: address of the Prometheus / health HTTP server.
     pub metrics: Option<String>,
     /// "option 'master' has no effect in capataz" etc., each once, for the
@@ -242,6 +244,7 @@ impl Default for Config {
             disable_logging: false,
             stats: None,
             stats_http: false,
+            stats_token: None,
             metrics: None,
             notices: Vec::new(),
             origins: BTreeMap::new(),

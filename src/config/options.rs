@@ -783,10 +783,26 @@ pub static OPTIONS: &[OptionSpec] = &[
         kind: Kind::Flag,
         group: Group::Logging,
         default: Some("false"),
-        help: "Speak HTTP on the stats address: / (JSON), /metrics, /health/live, /health/ready.",
+        help: "Speak HTTP on the stats address: / (dashboard), /stats (JSON), /metrics, /health/live, /health/ready.",
         repeats: false,
         apply: |c, v| {
             c.stats_http = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "stats-token",
+        aliases: &[],
+        kind: Kind::Str,
+        group: Group::Logging,
+        default: None,
+        help: "Enable the dashboard's reload/scale/restart buttons on the stats-http listener; their POSTs must carry this token (Authorization: Bearer TOKEN).",
+        repeats: false,
+        apply: |c, v| {
+            if v.trim().is_empty() {
+                return Err("stats-token must not be empty".into());
+            }
+            c.stats_token = Some(v.to_string());
             Ok(())
         },
     },

@@ -46,10 +46,78 @@ pub struct Envelope {
     pub reply: Sender<Reply>,
 }
 
+/// A way into the master loop for other master threads (the dashboard's
+/// buttons): the same channel and wake-up the control socket uses, so a
+/// request takes the same path as one from `capataz ctl`.
+#[derive(Clone, Debug)]
+pub struct ControlHandle {
+    tx: Sender<Envelope>,
+    waker: Arc<OwnedFd>,
+}
+
+impl ControlHandle {
+    /// Sends `request` to the master loop and waits up to `timeout` for its
+    /// answer. A `tail` reply is answered with its response line only.
+    pub fn call(&self, request: Request, timeout: Duration) -> Response {
+        let (reply_tx, reply_rx) = mpsc::channel();
+        if self
+            .tx
+            .send(Envelope {
+                request,
+                reply: reply_tx,
+            })
+            .is_err()
+        {
+            return Response::error(FAILURE, "the master is shutting down");
+        }
+        // SAFETY: writing one byte from a local to the master's wake pipe.
+        unsafe { libc::write(self.waker.as_raw_fd(), b"c".as_ptr().cast(), 1) };
+        match reply_rx.recv_timeout(timeout) {
+            Ok(Reply::Done(response)) | Ok(Reply::Tail { response, .. }) => response,
+            Err(mpsc::RecvTimeoutError::Timeout) => Response::ok("in progress (no answer yet)"),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Response::error(FAILURE, "the master is shutting down")
+            }
+        }
+    }
+}
+
+impl ControlHandle {
+    /// The last `bytes` of a side program's output, through `ctl tail`'s
+    /// request (no follow); an error response when the name is not one
+    /// process.
+    pub fn tail(&self, name: &str, bytes: usize, timeout: Duration) -> Result<Vec<u8>, Response> {
+        let (reply_tx, reply_rx) = mpsc::channel();
+        let request = Request::Tail {
+            name: name.to_string(),
+            bytes,
+            follow: false,
+        };
+        if self
+            .tx
+            .send(Envelope {
+                request,
+                reply: reply_tx,
+            })
+            .is_err()
+        {
+            return Err(Response::error(FAILURE, "the master is shutting down"));
+        }
+        // SAFETY: writing one byte from a local to the master's wake pipe.
+        unsafe { libc::write(self.waker.as_raw_fd(), b"c".as_ptr().cast(), 1) };
+        match reply_rx.recv_timeout(timeout) {
+            Ok(Reply::Tail { ring, bytes, .. }) => Ok(ring.last(bytes).0),
+            Ok(Reply::Done(response)) => Err(response),
+            Err(_) => Err(Response::error(FAILURE, "no answer from the master")),
+        }
+    }
+}
+
 /// The listening control socket.
 #[derive(Debug)]
 pub struct ControlServer {
     requests: Receiver<Envelope>,
+    handle: ControlHandle,
     path: PathBuf,
     /// (dev, inode) of the socket file we created, for removal on exit.
     identity: Option<(u64, u64)>,
@@ -99,6 +167,10 @@ impl ControlServer {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
         let (tx, rx) = mpsc::channel();
         let waker = Arc::new(waker);
+        let handle = ControlHandle {
+            tx: tx.clone(),
+            waker: waker.clone(),
+        };
         std::thread::Builder::new()
             .name("control".into())
             .spawn(move || accept_loop(listener, tx, waker))
@@ -106,9 +178,15 @@ impl ControlServer {
         tracing::info!("control socket: {}", path.display());
         Ok(Some(ControlServer {
             requests: rx,
+            handle,
             path: path.to_path_buf(),
             identity: identity(path),
         }))
+    }
+
+    /// A handle other master threads use to send requests to the loop.
+    pub fn handle(&self) -> ControlHandle {
+        self.handle.clone()
     }
 
     /// Requests waiting for the loop; never blocks.

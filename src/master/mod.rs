@@ -273,6 +273,19 @@ impl Master {
                 })
                 .collect(),
             workers,
+            programs: self
+                .programs
+                .processes()
+                .iter()
+                .filter(|p| !p.removing)
+                .map(|p| crate::stats::ProgramView {
+                    name: p.name.clone(),
+                    group: p.group.clone(),
+                    state: p.state().name(),
+                    pid: p.pid,
+                    description: p.description(),
+                })
+                .collect(),
             respawns: self.respawns.clone(),
             respawn_reasons: self.respawn_reasons.clone(),
             harakiri_count: self.harakiri_count.clone(),
@@ -633,18 +646,23 @@ pub fn run(config: Config) -> i32 {
         scoreboard: scoreboard.clone(),
         view: view.clone(),
         master_pid: std::process::id(),
+        control: control.as_ref().map(|c| c.handle()),
+        token: config.stats_token.clone(),
     };
     let stats_listeners = [
-        (config.stats.as_ref(), config.stats_http),
-        (config.metrics.as_ref(), true),
+        (
+            config.stats.as_ref(),
+            if config.stats_http {
+                crate::stats::server::Mode::Http
+            } else {
+                crate::stats::server::Mode::RawJson
+            },
+        ),
+        (config.metrics.as_ref(), crate::stats::server::Mode::Metrics),
     ];
-    for (address, http) in stats_listeners {
+    for (address, mode) in stats_listeners {
         let Some(address) = address else { continue };
-        let mode = if http {
-            crate::stats::server::Mode::Http
-        } else {
-            crate::stats::server::Mode::RawJson
-        };
+        let http = mode != crate::stats::server::Mode::RawJson;
         let started = listeners::bind(address, 128, None)
             .map_err(|e| e.to_string())
             .and_then(|l| {

@@ -11,7 +11,8 @@ use crate::master::scoreboard::WorkerState;
 pub fn document(src: &StatsSource) -> Value {
     let view = src.snapshot();
     let sb = &src.scoreboard;
-    let now_s = crate::master::scoreboard::now_ms() / 1000;
+    let now_ms = crate::master::scoreboard::now_ms();
+    let now_s = now_ms / 1000;
     let mut listen_queue_total = 0u64;
     let sockets: Vec<Value> = view
         .sockets
@@ -98,8 +99,16 @@ pub fn document(src: &StatsSource) -> Value {
         "cwd": cwd,
         "phase": view.phase,
         "time": now_s,
+        "time_ms": now_ms,
         "sockets": sockets,
         "workers": workers,
+        "programs": view.programs.iter().map(|p| json!({
+            "name": p.name,
+            "group": p.group,
+            "state": p.state,
+            "pid": p.pid,
+            "description": p.description,
+        })).collect::<Vec<Value>>(),
     })
 }
 

@@ -7,7 +7,8 @@
 //! - `stats ADDR`: one JSON document per connection (uWSGI's field names, so
 //!   uwsgitop works); with `stats-http`, the same listener speaks HTTP.
 //! - `metrics ADDR` (HTTP), and the HTTP stats listener:
-//!   - `/` and `/stats`: the JSON document;
+//!   - `/`: the live dashboard (stats-http listener only; see [`dashboard`]);
+//!   - `/stats` and `/stats.json`: the JSON document;
 //!   - `/metrics`: Prometheus text format 0.0.4;
 //!   - `/health/live`: 200 while the master runs;
 //!   - `/health/ready`: 200 once every worker has booted and accepts, 503
@@ -16,7 +17,9 @@
 //! - [`json`]: the stats document.
 //! - [`prometheus`]: the metrics text.
 //! - [`server`]: the listeners and the tiny HTTP front.
+//! - [`dashboard`]: the dashboard page and its action endpoints.
 
+pub mod dashboard;
 pub mod json;
 pub mod prometheus;
 pub mod server;
@@ -34,6 +37,17 @@ pub struct WorkerView {
     pub retired: bool,
 }
 
+/// One side program (`[program:x]` process), as `capataz ctl status` shows it.
+#[derive(Clone, Debug)]
+pub struct ProgramView {
+    pub name: String,
+    pub group: String,
+    /// STOPPED, STARTING, RUNNING, BACKOFF, STOPPING, EXITED, FATAL.
+    pub state: &'static str,
+    pub pid: Option<i32>,
+    pub description: String,
+}
+
 /// One listening socket.
 #[derive(Clone, Debug)]
 pub struct SocketView {
@@ -48,6 +62,7 @@ pub struct SocketView {
 pub struct MasterView {
     pub workers: Vec<WorkerView>,
     pub sockets: Vec<SocketView>,
+    pub programs: Vec<ProgramView>,
     /// Respawns by worker id.
     pub respawns: std::collections::BTreeMap<usize, u64>,
     /// Respawns by reason, for Prometheus.
@@ -63,6 +78,11 @@ pub struct StatsSource {
     pub scoreboard: Arc<Scoreboard>,
     pub view: Arc<Mutex<MasterView>>,
     pub master_pid: u32,
+    /// Into the master loop, for the dashboard's buttons (None without a
+    /// control socket).
+    pub control: Option<crate::control::server::ControlHandle>,
+    /// `stats-token`: the dashboard's buttons are enabled and need it.
+    pub token: Option<String>,
 }
 
 impl StatsSource {

@@ -105,6 +105,9 @@ enum State {
         offset: u64,
         remaining: u64,
         close_after: bool,
+        /// TCP_CORK is set while head and file go out, so they leave in
+        /// full-sized segments (nginx's `tcp_nopush`).
+        corked: bool,
     },
     /// After an error response: discard input until EOF or timeout.
     Lingering {
@@ -734,20 +737,25 @@ impl Conn {
     /// Sends the head, then the file. Ok(Some(close_after)) when done,
     /// Ok(None) when the socket is full.
     fn send_file(&mut self) -> Result<Option<bool>, ()> {
-        match self.out.write_nonblocking() {
-            Ok(WriteStatus::Done) => {}
-            Ok(WriteStatus::WouldBlock) => return Ok(None),
-            Err(_) => return Err(()),
-        }
         let State::File {
             file,
             offset,
             remaining,
             close_after,
+            corked,
         } = &mut self.state
         else {
             return Err(());
         };
+        if !*corked && *remaining > 0 {
+            set_cork(self.fd.as_raw_fd(), true);
+            *corked = true;
+        }
+        match self.out.write_nonblocking() {
+            Ok(WriteStatus::Done) => {}
+            Ok(WriteStatus::WouldBlock) => return Ok(None),
+            Err(_) => return Err(()),
+        }
         while *remaining > 0 {
             let mut off = *offset as libc::off_t;
             let chunk = (*remaining).min(1 << 30) as usize;
@@ -767,6 +775,9 @@ impl Conn {
                 io::ErrorKind::WouldBlock => return Ok(None),
                 _ => return Err(()),
             }
+        }
+        if *corked {
+            set_cork(self.fd.as_raw_fd(), false);
         }
         Ok(Some(*close_after))
     }
@@ -878,6 +889,7 @@ impl Conn {
                 offset,
                 remaining,
                 close_after: !keep_alive,
+                corked: false,
             },
             None => State::Writing {
                 close_after: !keep_alive,
@@ -937,6 +949,21 @@ impl<'b> Summary<'b> {
                 }
             }
         }
+    }
+}
+
+/// Sets or clears TCP_CORK; unix sockets refuse it, which is harmless.
+fn set_cork(fd: i32, on: bool) {
+    let value = libc::c_int::from(on);
+    // SAFETY: setsockopt with a valid int option value on our own socket.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_CORK,
+            &value as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 
