@@ -193,6 +193,10 @@ class Server:
         self.argv = argv
         self.cmdline = " ".join(shlex.quote(a) for a in argv)
         self.err = open(stderr_path, "wb")
+        if env is None:
+            # capataz reads CAPATAZ_* as options and rejects unknown ones, so
+            # the harness's own CAPATAZ_BIN must not reach it.
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CAPATAZ_")}
         self.proc = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -293,13 +297,17 @@ def capataz_bin():
 
 def static_dir():
     """TMP/static with the static workloads' files (deterministic bytes, so
-    the pre-check can verify them), made on first use."""
+    the pre-check can verify them), made on first use. World-readable: an
+    nginx started as root serves them from its unprivileged worker."""
     d = os.path.join(TMP, "static")
     if not os.path.isdir(d):
-        os.makedirs(d)
+        os.chmod(TMP, 0o755)
+        os.makedirs(d, mode=0o755)
         for name, size in STATIC_FILES.items():
-            with open(os.path.join(d, name), "wb") as f:
+            path = os.path.join(d, name)
+            with open(path, "wb") as f:
                 f.write(static_bytes(size))
+            os.chmod(path, 0o644)
     return d
 
 

@@ -165,17 +165,166 @@ pub struct RequestLine<'a> {
     pub method: &'a [u8],
     pub uri: &'a [u8],
     pub body_bytes: u64,
-    pub msecs: u64,
+    /// Response time in microseconds.
+    pub micros: u64,
     pub protocol: &'a [u8],
     pub status: u16,
     pub headers: usize,
     pub headers_bytes: usize,
     pub core: usize,
+    /// The request's headers (`log-format`'s `%({name}i)s`).
+    pub header: &'a dyn HeaderLookup,
+    /// The encoded response head, if still in the output buffer
+    /// (`%({name}o)s`); empty when already sent.
+    pub response_head: &'a [u8],
+}
+
+/// A request header by lowercase name.
+pub trait HeaderLookup {
+    fn get(&self, name: &[u8]) -> Option<&[u8]>;
+}
+
+/// What the request log writes and when; built once from the config at
+/// worker start.
+#[derive(Default)]
+pub struct LogSettings {
+    /// Not `disable-logging`.
+    pub all: bool,
+    pub log_4xx: bool,
+    pub log_5xx: bool,
+    /// `log-slow`: milliseconds; 0 = off.
+    pub slow_ms: u64,
+    pub format: LineFormat,
+    /// `log-date`: the strftime format of the line prefix.
+    pub date: Option<std::ffi::CString>,
+    pub micros: bool,
+    pub memory_report: bool,
+}
+
+/// The shape of a request line.
+#[derive(Default, Debug, PartialEq)]
+pub enum LineFormat {
+    /// uWSGI's default line.
+    #[default]
+    Uwsgi,
+    /// `log-format` with gunicorn's atoms, compiled.
+    Atoms(Vec<Part>),
+    /// `log-format = json`.
+    Json,
+}
+
+/// One piece of a compiled `log-format`.
+#[derive(Debug, PartialEq)]
+pub enum Part {
+    Text(Vec<u8>),
+    /// A gunicorn atom letter (`h`, `s`, `D` ...).
+    Atom(u8),
+    /// `%({name}i)s`, name lowercased.
+    RequestHeader(Vec<u8>),
+    /// `%({name}o)s`, name lowercased.
+    ResponseHeader(Vec<u8>),
+}
+
+/// The date format a bare `log-date` means (uWSGI's ctime stamp).
+pub const DEFAULT_LOG_DATE: &str = "%a %b %e %H:%M:%S %Y";
+
+impl LogSettings {
+    pub fn from_config(cfg: &crate::config::Config) -> LogSettings {
+        LogSettings {
+            all: !cfg.disable_logging,
+            log_4xx: cfg.log_4xx,
+            log_5xx: cfg.log_5xx,
+            slow_ms: cfg.log_slow,
+            format: match cfg.log_format.as_deref() {
+                None => LineFormat::Uwsgi,
+                Some("json") => LineFormat::Json,
+                Some(f) => LineFormat::Atoms(compile_format(f)),
+            },
+            date: cfg
+                .log_date
+                .as_deref()
+                .and_then(|d| std::ffi::CString::new(d).ok()),
+            micros: cfg.log_micros,
+            memory_report: cfg.memory_report,
+        }
+    }
+
+    /// The default line with nothing added: the fast path.
+    fn is_plain(&self) -> bool {
+        self.date.is_none()
+            && !self.memory_report
+            && !self.micros
+            && matches!(self.format, LineFormat::Uwsgi)
+    }
+
+    /// Whether any request may be logged (the hot path skips the log
+    /// entirely otherwise).
+    pub fn any(&self) -> bool {
+        self.all || self.log_4xx || self.log_5xx || self.slow_ms > 0
+    }
+
+    fn wants(&self, status: u16, micros: u64) -> bool {
+        self.all
+            || (self.log_4xx && (400..500).contains(&status))
+            || (self.log_5xx && status >= 500)
+            || (self.slow_ms > 0 && micros >= self.slow_ms.saturating_mul(1000))
+    }
+}
+
+/// Compiles a gunicorn `access_log_format` into parts: `%(x)s` atoms,
+/// `%({name}i)s` / `%({name}o)s` headers, `%%` and literal text.
+pub fn compile_format(f: &str) -> Vec<Part> {
+    let mut parts = Vec::new();
+    let mut text = Vec::new();
+    let b = f.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && b.get(i + 1) == Some(&b'%') {
+            text.push(b'%');
+            i += 2;
+            continue;
+        }
+        if b[i] == b'%' && b.get(i + 1) == Some(&b'(') {
+            if let Some(close) = f[i + 2..].find(")s") {
+                let name = &b[i + 2..i + 2 + close];
+                let part = if name.len() > 3 && name[0] == b'{' && name[name.len() - 2] == b'}' {
+                    let header = name[1..name.len() - 2].to_ascii_lowercase();
+                    match name[name.len() - 1] {
+                        b'i' => Some(Part::RequestHeader(header)),
+                        b'o' => Some(Part::ResponseHeader(header)),
+                        _ => None,
+                    }
+                } else if name.len() == 1 {
+                    Some(Part::Atom(name[0]))
+                } else {
+                    None
+                };
+                if !text.is_empty() {
+                    parts.push(Part::Text(std::mem::take(&mut text)));
+                }
+                // Unknown atoms print "-", as gunicorn's do.
+                parts.push(part.unwrap_or(Part::Text(b"-".to_vec())));
+                i += 2 + close + 2;
+                continue;
+            }
+        }
+        text.push(b[i]);
+        i += 1;
+    }
+    if !text.is_empty() {
+        parts.push(Part::Text(text));
+    }
+    parts
 }
 
 /// Buffered access log of one thread; written to stderr.
 pub struct AccessLog {
     buf: Vec<u8>,
+    settings: std::sync::Arc<LogSettings>,
+    /// The second `date_prefix` and `clf_time` were made for.
+    stamp_second: u64,
+    date_prefix: Vec<u8>,
+    clf_time: Vec<u8>,
 }
 
 const LOG_FLUSH_AT: usize = 8 * 1024;
@@ -192,54 +341,304 @@ fn push_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     }
 }
 
+/// Appends `bytes` as a JSON string (with the quotes): `"` `\` and control
+/// characters escaped, invalid UTF-8 replaced by U+FFFD.
+pub fn push_json_string(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b'"');
+    for ch in String::from_utf8_lossy(bytes).chars() {
+        match ch {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => {
+                let mut tmp = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+/// `strftime(fmt)` of `secs` in local time.
+fn strftime_local(secs: u64, fmt: &std::ffi::CStr) -> Vec<u8> {
+    let t = secs as libc::time_t;
+    // SAFETY: tm is plain data filled by localtime_r; strftime writes at most
+    // buf.len() bytes and returns how many.
+    unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&t, &mut tm);
+        let mut buf = [0u8; 256];
+        let len = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), fmt.as_ptr(), &tm);
+        buf[..len.min(buf.len())].to_vec()
+    }
+}
+
+/// (address space, rss) in bytes, from /proc/self/statm.
+fn memory_usage() -> (u64, u64) {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let mut fields = statm
+        .split_whitespace()
+        .map(|f| f.parse::<u64>().unwrap_or(0));
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64;
+    let vsz = fields.next().unwrap_or(0) * page;
+    let rss = fields.next().unwrap_or(0) * page;
+    (vsz, rss)
+}
+
+/// `[pid: P|app: 0|req: n/total] ADDR () {N vars in B bytes} [DATE] METHOD URI
+/// => generated X bytes in T msecs (PROTO STATUS) H headers in Y bytes (1 switches on core C)`
+fn uwsgi_line(b: &mut Vec<u8>, l: &RequestLine<'_>, micros: bool, memory_report: bool) {
+    let mut num = itoa::Buffer::new();
+    if memory_report {
+        let (vsz, rss) = memory_usage();
+        let _ = write!(
+            b,
+            "{{address space usage: {vsz} bytes/{}MB}} {{rss usage: {rss} bytes/{}MB}} ",
+            vsz / (1024 * 1024),
+            rss / (1024 * 1024)
+        );
+    }
+    b.extend_from_slice(b"[pid: ");
+    b.extend_from_slice(num.format(l.pid).as_bytes());
+    b.extend_from_slice(b"|app: 0|req: ");
+    b.extend_from_slice(num.format(l.requests).as_bytes());
+    b.push(b'/');
+    b.extend_from_slice(num.format(l.total).as_bytes());
+    b.extend_from_slice(b"] ");
+    b.extend_from_slice(l.remote_addr.as_bytes());
+    b.extend_from_slice(b" () {");
+    b.extend_from_slice(num.format(l.vars).as_bytes());
+    b.extend_from_slice(b" vars in ");
+    b.extend_from_slice(num.format(l.vars_bytes).as_bytes());
+    b.extend_from_slice(b" bytes} [");
+    b.extend_from_slice(l.ctime);
+    b.extend_from_slice(b"] ");
+    push_escaped(b, l.method);
+    b.push(b' ');
+    push_escaped(b, l.uri);
+    b.extend_from_slice(b" => generated ");
+    b.extend_from_slice(num.format(l.body_bytes).as_bytes());
+    b.extend_from_slice(b" bytes in ");
+    if micros {
+        b.extend_from_slice(num.format(l.micros).as_bytes());
+        b.extend_from_slice(b" micros (");
+    } else {
+        b.extend_from_slice(num.format(l.micros / 1000).as_bytes());
+        b.extend_from_slice(b" msecs (");
+    }
+    b.extend_from_slice(l.protocol);
+    b.push(b' ');
+    b.extend_from_slice(num.format(l.status).as_bytes());
+    b.extend_from_slice(b") ");
+    b.extend_from_slice(num.format(l.headers).as_bytes());
+    b.extend_from_slice(b" headers in ");
+    b.extend_from_slice(num.format(l.headers_bytes).as_bytes());
+    b.extend_from_slice(b" bytes (1 switches on core ");
+    b.extend_from_slice(num.format(l.core).as_bytes());
+    b.extend_from_slice(b")\n");
+}
+
+/// The value of header `name` in an encoded response head.
+fn response_header<'h>(head: &'h [u8], name: &[u8]) -> Option<&'h [u8]> {
+    if !head.starts_with(b"HTTP/") {
+        return None;
+    }
+    let end = head
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or(head.len());
+    head[..end].split(|&b| b == b'\n').skip(1).find_map(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let colon = line.iter().position(|&b| b == b':')?;
+        line[..colon]
+            .eq_ignore_ascii_case(name)
+            .then(|| line[colon + 1..].trim_ascii())
+    })
+}
+
+impl Default for AccessLog {
+    fn default() -> Self {
+        AccessLog::new()
+    }
+}
+
 impl AccessLog {
     pub fn new() -> AccessLog {
+        AccessLog::with(std::sync::Arc::new(LogSettings {
+            all: true,
+            ..LogSettings::default()
+        }))
+    }
+
+    pub fn with(settings: std::sync::Arc<LogSettings>) -> AccessLog {
         AccessLog {
             buf: Vec::with_capacity(LOG_FLUSH_AT * 2),
+            settings,
+            stamp_second: u64::MAX,
+            date_prefix: Vec::new(),
+            clf_time: Vec::new(),
         }
     }
 
-    /// `[pid: P|app: 0|req: n/total] ADDR () {N vars in B bytes} [DATE] METHOD URI
-    /// => generated X bytes in T msecs (PROTO STATUS) H headers in Y bytes (1 switches on core C)`
+    fn refresh_stamps(&mut self) {
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        if secs == self.stamp_second {
+            return;
+        }
+        self.stamp_second = secs;
+        if let Some(fmt) = &self.settings.date {
+            self.date_prefix = strftime_local(secs, fmt);
+            self.date_prefix.extend_from_slice(b" - ");
+        }
+        if matches!(
+            self.settings.format,
+            LineFormat::Atoms(_) | LineFormat::Json
+        ) {
+            self.clf_time = strftime_local(secs, c"[%d/%b/%Y:%H:%M:%S %z]");
+        }
+    }
+
+    /// Logs one request, if the settings want it.
     pub fn request(&mut self, l: RequestLine<'_>) {
-        let b = &mut self.buf;
-        let mut num = itoa::Buffer::new();
-        b.extend_from_slice(b"[pid: ");
-        b.extend_from_slice(num.format(l.pid).as_bytes());
-        b.extend_from_slice(b"|app: 0|req: ");
-        b.extend_from_slice(num.format(l.requests).as_bytes());
-        b.push(b'/');
-        b.extend_from_slice(num.format(l.total).as_bytes());
-        b.extend_from_slice(b"] ");
-        b.extend_from_slice(l.remote_addr.as_bytes());
-        b.extend_from_slice(b" () {");
-        b.extend_from_slice(num.format(l.vars).as_bytes());
-        b.extend_from_slice(b" vars in ");
-        b.extend_from_slice(num.format(l.vars_bytes).as_bytes());
-        b.extend_from_slice(b" bytes} [");
-        b.extend_from_slice(l.ctime);
-        b.extend_from_slice(b"] ");
-        push_escaped(b, l.method);
-        b.push(b' ');
-        push_escaped(b, l.uri);
-        b.extend_from_slice(b" => generated ");
-        b.extend_from_slice(num.format(l.body_bytes).as_bytes());
-        b.extend_from_slice(b" bytes in ");
-        b.extend_from_slice(num.format(l.msecs).as_bytes());
-        b.extend_from_slice(b" msecs (");
-        b.extend_from_slice(l.protocol);
-        b.push(b' ');
-        b.extend_from_slice(num.format(l.status).as_bytes());
-        b.extend_from_slice(b") ");
-        b.extend_from_slice(num.format(l.headers).as_bytes());
-        b.extend_from_slice(b" headers in ");
-        b.extend_from_slice(num.format(l.headers_bytes).as_bytes());
-        b.extend_from_slice(b" bytes (1 switches on core ");
-        b.extend_from_slice(num.format(l.core).as_bytes());
-        b.extend_from_slice(b")\n");
+        if !self.settings.wants(l.status, l.micros) {
+            return;
+        }
+        if self.settings.is_plain() {
+            uwsgi_line(&mut self.buf, &l, false, false);
+        } else {
+            self.request_slow(&l);
+        }
         if self.buf.len() >= LOG_FLUSH_AT {
             self.flush();
         }
+    }
+
+    /// Any line but the plain default one.
+    fn request_slow(&mut self, l: &RequestLine<'_>) {
+        let settings = self.settings.clone();
+        self.refresh_stamps();
+        if !matches!(settings.format, LineFormat::Json) {
+            // A JSON line has its own "time" and must stay one JSON value.
+            self.buf.extend_from_slice(&self.date_prefix);
+        }
+        match &settings.format {
+            LineFormat::Uwsgi => {
+                uwsgi_line(&mut self.buf, l, settings.micros, settings.memory_report)
+            }
+            LineFormat::Atoms(parts) => self.atoms_line(l, parts),
+            LineFormat::Json => self.json_line(l),
+        }
+    }
+
+    fn atoms_line(&mut self, l: &RequestLine<'_>, parts: &[Part]) {
+        let (path, query) = match l.uri.iter().position(|&c| c == b'?') {
+            Some(q) => (&l.uri[..q], &l.uri[q + 1..]),
+            None => (l.uri, &b""[..]),
+        };
+        let b = &mut self.buf;
+        let mut num = itoa::Buffer::new();
+        let or_dash = |b: &mut Vec<u8>, v: Option<&[u8]>| match v {
+            Some(v) if !v.is_empty() => push_escaped(b, v),
+            _ => b.push(b'-'),
+        };
+        for part in parts {
+            match part {
+                Part::Text(t) => b.extend_from_slice(t),
+                Part::RequestHeader(name) => or_dash(b, l.header.get(name)),
+                Part::ResponseHeader(name) => or_dash(b, response_header(l.response_head, name)),
+                Part::Atom(a) => match a {
+                    b'h' => b.extend_from_slice(l.remote_addr.as_bytes()),
+                    b't' => b.extend_from_slice(&self.clf_time),
+                    b'r' => {
+                        push_escaped(b, l.method);
+                        b.push(b' ');
+                        push_escaped(b, l.uri);
+                        b.push(b' ');
+                        b.extend_from_slice(l.protocol);
+                    }
+                    b's' => b.extend_from_slice(num.format(l.status).as_bytes()),
+                    b'b' | b'B' => b.extend_from_slice(num.format(l.body_bytes).as_bytes()),
+                    b'f' => or_dash(b, l.header.get(b"referer")),
+                    b'a' => or_dash(b, l.header.get(b"user-agent")),
+                    b'D' => b.extend_from_slice(num.format(l.micros).as_bytes()),
+                    b'M' => b.extend_from_slice(num.format(l.micros / 1000).as_bytes()),
+                    b'T' => b.extend_from_slice(num.format(l.micros / 1_000_000).as_bytes()),
+                    b'L' => {
+                        let _ = write!(b, "{}.{:06}", l.micros / 1_000_000, l.micros % 1_000_000);
+                    }
+                    b'm' => push_escaped(b, l.method),
+                    b'U' => push_escaped(b, path),
+                    b'q' => push_escaped(b, query),
+                    b'H' => b.extend_from_slice(l.protocol),
+                    b'p' => {
+                        b.push(b'<');
+                        b.extend_from_slice(num.format(l.pid).as_bytes());
+                        b.push(b'>');
+                    }
+                    // l (identd), u (user) and anything unknown.
+                    _ => b.push(b'-'),
+                },
+            }
+        }
+        b.push(b'\n');
+    }
+
+    fn json_line(&mut self, l: &RequestLine<'_>) {
+        let b = &mut self.buf;
+        let mut num = itoa::Buffer::new();
+        let key = |b: &mut Vec<u8>, k: &str, first: bool| {
+            b.push(if first { b'{' } else { b',' });
+            b.push(b'"');
+            b.extend_from_slice(k.as_bytes());
+            b.extend_from_slice(b"\":");
+        };
+        key(b, "time", true);
+        push_json_string(
+            b,
+            self.clf_time
+                .trim_ascii_start()
+                .strip_prefix(b"[")
+                .unwrap_or(&[])
+                .strip_suffix(b"]")
+                .unwrap_or(&[]),
+        );
+        key(b, "remote_addr", false);
+        push_json_string(b, l.remote_addr.as_bytes());
+        key(b, "method", false);
+        push_json_string(b, l.method);
+        key(b, "uri", false);
+        push_json_string(b, l.uri);
+        key(b, "protocol", false);
+        push_json_string(b, l.protocol);
+        key(b, "status", false);
+        b.extend_from_slice(num.format(l.status).as_bytes());
+        key(b, "bytes", false);
+        b.extend_from_slice(num.format(l.body_bytes).as_bytes());
+        key(b, "micros", false);
+        b.extend_from_slice(num.format(l.micros).as_bytes());
+        for (k, h) in [("referer", &b"referer"[..]), ("user_agent", b"user-agent")] {
+            key(b, k, false);
+            match l.header.get(h) {
+                Some(v) => push_json_string(b, v),
+                None => b.extend_from_slice(b"null"),
+            }
+        }
+        key(b, "pid", false);
+        b.extend_from_slice(num.format(l.pid).as_bytes());
+        key(b, "core", false);
+        b.extend_from_slice(num.format(l.core).as_bytes());
+        key(b, "worker_requests", false);
+        b.extend_from_slice(num.format(l.requests).as_bytes());
+        b.extend_from_slice(b"}\n");
     }
 
     /// Writes buffered lines with one syscall.
@@ -250,6 +649,85 @@ impl AccessLog {
         let _ = std::io::stderr().lock().write_all(&self.buf);
         self.buf.clear();
     }
+}
+
+/// Opens `path` for appending (created 0644 if missing) and puts it on fds
+/// 1 and 2, so this process's server log, access log and anything written to
+/// stdout/stderr (Python's print and tracebacks, in a worker) go there. Every
+/// access-log flush is whole lines in one write(2) to an O_APPEND file, so
+/// they never interleave with other processes' lines.
+pub fn open_logto(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(path)?;
+    for target in [1, 2] {
+        // SAFETY: dup2 onto the standard descriptors, which we own.
+        if unsafe { libc::dup2(file.as_raw_fd(), target) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// In a worker with `logto`: reopen the file on SIGUSR1 (sent by the master
+/// after rotating, or forwarded from logrotate's `kill -USR1`).
+pub fn reopen_on_usr1(path: std::path::PathBuf) -> std::io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])?;
+    std::thread::Builder::new()
+        .name("capataz-logto".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if let Err(e) = open_logto(&path) {
+                    tracing::error!("logto {}: {e}", path.display());
+                }
+            }
+        })?;
+    Ok(())
+}
+
+/// `path` → `path.1`, `path.1` → `path.2` ... up to `path.backups` (the
+/// oldest is overwritten); with no backups, `path` is removed.
+fn shift_backups(path: &std::path::Path, backups: u64) {
+    let numbered = |n: u64| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(format!(".{n}"));
+        std::path::PathBuf::from(p)
+    };
+    if backups == 0 {
+        let _ = std::fs::remove_file(path);
+        return;
+    }
+    for n in (1..backups).rev() {
+        let _ = std::fs::rename(numbered(n), numbered(n + 1));
+    }
+    let _ = std::fs::rename(path, numbered(1));
+}
+
+/// `log-maxsize` rotation, by the master: when the file on fd 2 has reached
+/// `max` bytes, renames `path` to `path.1` (shifting older ones up to
+/// `path.N`, dropping the oldest), reopens it and returns true (the caller
+/// then tells the workers to reopen).
+pub fn rotate_if_needed(path: &std::path::Path, max: u64, backups: u64) -> bool {
+    // SAFETY: fstat on fd 2 into a zeroed stat.
+    let size = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(2, &mut st) != 0 {
+            return false;
+        }
+        st.st_size as u64
+    };
+    if max == 0 || size < max {
+        return false;
+    }
+    shift_backups(path, backups);
+    if let Err(e) = open_logto(path) {
+        tracing::error!("logto {}: {e}", path.display());
+    }
+    true
 }
 
 #[cfg(test)]
@@ -270,12 +748,14 @@ mod tests {
             method: b"GET",
             uri: b"/a?b=\n1",
             body_bytes: 13,
-            msecs: 0,
+            micros: 999,
             protocol: b"HTTP/1.1",
             status: 200,
             headers: 2,
             headers_bytes: 79,
             core: 0,
+            header: &NoHeaders,
+            response_head: b"",
         });
         let line = String::from_utf8(log.buf.clone()).unwrap();
         assert_eq!(
@@ -284,6 +764,234 @@ mod tests {
              GET /a?b=\\x0a1 => generated 13 bytes in 0 msecs (HTTP/1.1 200) 2 headers in 79 bytes \
              (1 switches on core 0)\n"
         );
+    }
+
+    struct NoHeaders;
+    impl HeaderLookup for NoHeaders {
+        fn get(&self, _: &[u8]) -> Option<&[u8]> {
+            None
+        }
+    }
+
+    struct Headers(&'static [(&'static [u8], &'static [u8])]);
+    impl HeaderLookup for Headers {
+        fn get(&self, name: &[u8]) -> Option<&[u8]> {
+            self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| *v)
+        }
+    }
+
+    fn line<'a>(header: &'a dyn HeaderLookup, status: u16, micros: u64) -> RequestLine<'a> {
+        RequestLine {
+            pid: 42,
+            requests: 7,
+            total: 9,
+            remote_addr: "10.0.0.1",
+            vars: 30,
+            vars_bytes: 400,
+            ctime: b"Wed Nov 25 17:52:18 2026",
+            method: b"POST",
+            uri: b"/p/a?x=1&y",
+            body_bytes: 1234,
+            micros,
+            protocol: b"HTTP/1.0",
+            status,
+            headers: 2,
+            headers_bytes: 79,
+            core: 3,
+            header,
+            response_head:
+                b"HTTP/1.0 201 Created\r\nContent-Type: text/html\r\nLocation: /x\r\n\r\nbody",
+        }
+    }
+
+    fn logged(settings: LogSettings, l: RequestLine<'_>) -> String {
+        let mut log = AccessLog::with(std::sync::Arc::new(settings));
+        log.request(l);
+        String::from_utf8(log.buf.clone()).unwrap()
+    }
+
+    #[test]
+    fn compiles_gunicorn_format_once() {
+        assert_eq!(
+            compile_format("%(h)s \"%(r)s\" %({X-Req}i)s %({location}o)s %(zz)s 100%% %(s"),
+            vec![
+                Part::Atom(b'h'),
+                Part::Text(b" \"".to_vec()),
+                Part::Atom(b'r'),
+                Part::Text(b"\" ".to_vec()),
+                Part::RequestHeader(b"x-req".to_vec()),
+                Part::Text(b" ".to_vec()),
+                Part::ResponseHeader(b"location".to_vec()),
+                Part::Text(b" ".to_vec()),
+                Part::Text(b"-".to_vec()),
+                Part::Text(b" 100% %(s".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn gunicorn_atoms_render() {
+        let settings = LogSettings {
+            all: true,
+            format: LineFormat::Atoms(compile_format(
+                "%(h)s %(l)s %(u)s \"%(r)s\" %(s)s %(b)s \"%(f)s\" \"%(a)s\" %(D)s %(T)s %(L)s %(M)s %(m)s %(U)s %(q)s %(H)s %(p)s %({x-a}i)s %({Content-Type}o)s %({location}o)s %({nope}o)s",
+            )),
+            ..LogSettings::default()
+        };
+        let h = Headers(&[
+            (b"referer", b"http://r/"),
+            (b"user-agent", b"ua"),
+            (b"x-a", b"v\n"),
+        ]);
+        assert_eq!(
+            logged(settings, line(&h, 201, 2_500_123)),
+            "10.0.0.1 - - \"POST /p/a?x=1&y HTTP/1.0\" 201 1234 \"http://r/\" \"ua\" 2500123 2 2.500123 2500 \
+             POST /p/a x=1&y HTTP/1.0 <42> v\\x0a text/html /x -\n"
+        );
+    }
+
+    #[test]
+    fn json_line_is_valid_json_with_hard_bytes() {
+        let settings = LogSettings {
+            all: true,
+            format: LineFormat::Json,
+            ..LogSettings::default()
+        };
+        let h = Headers(&[(b"user-agent", b"q\"b\\s\x01\x1f\x7f\t\n\xff\xfe \xc3\xa9")]);
+        let text = logged(settings, line(&h, 200, 5));
+        assert!(text.ends_with("}\n") && text.matches('\n').count() == 1);
+        let v: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(
+            v["user_agent"],
+            "q\"b\\s\u{1}\u{1f}\u{7f}\t\n\u{fffd}\u{fffd} \u{e9}"
+        );
+        assert_eq!(v["referer"], serde_json::Value::Null);
+        assert_eq!(v["uri"], "/p/a?x=1&y");
+        assert_eq!(
+            (v["status"].as_u64(), v["micros"].as_u64()),
+            (Some(200), Some(5))
+        );
+        let mut out = Vec::new();
+        push_json_string(&mut out, b"a\x00\x08\x0c\r");
+        assert_eq!(out, b"\"a\\u0000\\u0008\\u000c\\r\"");
+    }
+
+    #[test]
+    fn filters_when_disabled() {
+        let only = |s: LogSettings, status, micros| {
+            !logged(s, line(&NoHeaders, status, micros)).is_empty()
+        };
+        let off = || LogSettings::default();
+        assert!(!off().any());
+        assert!(!only(
+            LogSettings {
+                log_4xx: true,
+                ..off()
+            },
+            500,
+            0
+        ));
+        assert!(only(
+            LogSettings {
+                log_4xx: true,
+                ..off()
+            },
+            404,
+            0
+        ));
+        assert!(only(
+            LogSettings {
+                log_5xx: true,
+                ..off()
+            },
+            502,
+            0
+        ));
+        assert!(!only(
+            LogSettings {
+                log_5xx: true,
+                ..off()
+            },
+            499,
+            0
+        ));
+        assert!(!only(
+            LogSettings {
+                slow_ms: 10,
+                ..off()
+            },
+            200,
+            9_999
+        ));
+        assert!(only(
+            LogSettings {
+                slow_ms: 10,
+                ..off()
+            },
+            200,
+            10_000
+        ));
+        assert!(LogSettings {
+            slow_ms: 10,
+            ..off()
+        }
+        .any());
+    }
+
+    #[test]
+    fn date_prefix_micros_and_memory_report() {
+        let settings = LogSettings {
+            all: true,
+            date: Some(c"%Y".into()),
+            micros: true,
+            memory_report: true,
+            ..LogSettings::default()
+        };
+        let text = logged(settings, line(&NoHeaders, 200, 1500));
+        let year = &text[..4];
+        assert!(year.bytes().all(|b| b.is_ascii_digit()), "{text}");
+        assert!(text[4..].starts_with(" - {address space usage: "), "{text}");
+        assert!(
+            text.contains("MB} {rss usage: ") && text.contains("MB} [pid: 42|"),
+            "{text}"
+        );
+        assert!(text.contains(" in 1500 micros (HTTP/1.0 200) "), "{text}");
+    }
+
+    #[test]
+    fn response_header_reads_the_head_only() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A:  b \r\n\r\nX-B: body";
+        assert_eq!(response_header(head, b"content-length"), Some(&b"5"[..]));
+        assert_eq!(response_header(head, b"x-a"), Some(&b"b"[..]));
+        assert_eq!(response_header(head, b"x-b"), None);
+        assert_eq!(response_header(b"body", b"x-a"), None);
+    }
+
+    #[test]
+    fn rotation_shifts_backups() {
+        let dir = std::env::temp_dir().join(format!("capataz-rot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.log");
+        // rotate_if_needed looks at this process's fd 2 (left alone here):
+        // check its no-op paths, then the renaming.
+        std::fs::write(&path, b"x").unwrap();
+        assert!(!rotate_if_needed(&path, u64::MAX, 2));
+        assert!(!rotate_if_needed(&path, 0, 2));
+        let read = |n: &str| std::fs::read_to_string(dir.join(n)).ok();
+        for round in ["1", "2", "3"] {
+            std::fs::write(&path, round).unwrap();
+            shift_backups(&path, 2);
+        }
+        assert_eq!(
+            (read("a.log"), read("a.log.1"), read("a.log.2")),
+            (None, Some("3".into()), Some("2".into()))
+        );
+        assert_eq!(read("a.log.3"), None);
+        std::fs::write(&path, b"x").unwrap();
+        shift_backups(&path, 0);
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -140,6 +140,10 @@ def test_dashboard_in_headless_chromium(server_factory):
         # The side program is a child too: the workers are what /stats lists.
         pids = [w["pid"] for w in json.loads(http(f"{base}/stats")[1])["workers"]]
         assert len(pids) == 2
+        # The side program is RUNNING once it has lived `startsecs`.
+        assert wait_for(
+            lambda: any(p.get("name") == "ticker" and p.get("state") == "RUNNING" for p in json.loads(http(f"{base}/stats")[1]).get("programs", []))
+        ), "the side program never reached RUNNING"
         run = run_chromium(base + "/", "--dump-dom")
         assert run.returncode == 0, run.stderr[-3000:]
         dom = run.stdout

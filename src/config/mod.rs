@@ -169,6 +169,23 @@ pub struct Config {
     /// `static-gzip`: serve precompressed `.br` / `.gz` siblings.
     pub static_gzip: bool,
     pub disable_logging: bool,
+    /// `logto`: the log file of the master, the workers and the app's
+    /// stdout/stderr.
+    pub logto: Option<PathBuf>,
+    /// `log-maxsize`: rotate `logto` at this size; 0 = never.
+    pub log_maxsize: u64,
+    /// `log-backups`: rotated files kept (`logto.1` .. `logto.N`).
+    pub log_backups: u64,
+    /// `log-format`: gunicorn atoms, or "json".
+    pub log_format: Option<String>,
+    pub log_4xx: bool,
+    pub log_5xx: bool,
+    /// `log-slow`: milliseconds; 0 = off.
+    pub log_slow: u64,
+    /// `log-date`: strftime format of the request line prefix.
+    pub log_date: Option<String>,
+    pub log_micros: bool,
+    pub memory_report: bool,
     /// `stats`: address of the uWSGI-compatible stats server.
     pub stats: Option<String>,
     /// `stats-http`: the stats address speaks HTTP.
@@ -242,6 +259,16 @@ impl Default for Config {
             static_index: Vec::new(),
             static_gzip: false,
             disable_logging: false,
+            logto: None,
+            log_maxsize: 0,
+            log_backups: 0,
+            log_format: None,
+            log_4xx: false,
+            log_5xx: false,
+            log_slow: 0,
+            log_date: None,
+            log_micros: false,
+            memory_report: false,
             stats: None,
             stats_http: false,
             stats_token: None,

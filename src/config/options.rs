@@ -40,6 +40,9 @@ pub enum Kind {
     StaticMap,
     /// `static-expires`: `REGEX SECONDS`.
     StaticExpires,
+    /// `log-date`: a strftime format, or nothing (a bare key, or a boolean
+    /// true): uWSGI's ctime stamp.
+    OptionalDate,
     /// A uWSGI boolean that means nothing for capataz: accepted, with a
     /// one-time notice.
     NoEffect,
@@ -59,6 +62,7 @@ impl Kind {
         match self {
             Kind::Flag | Kind::NoEffect => Some("true"),
             Kind::OptionalMode => Some(BARE_SOCKET_MODE),
+            Kind::OptionalDate => Some(crate::logging::DEFAULT_LOG_DATE),
             _ => None,
         }
     }
@@ -75,6 +79,7 @@ impl Kind {
             Kind::Address => "ADDR",
             Kind::KeyValue => "KEY=VALUE",
             Kind::OptionalMode => "[MODE]",
+            Kind::OptionalDate => "[STRFTIME]",
             Kind::StaticMap => "MOUNT=DIR",
             Kind::StaticExpires => "'REGEX SECONDS'",
         }
@@ -764,6 +769,144 @@ pub static OPTIONS: &[OptionSpec] = &[
         },
     },
     OptionSpec {
+        name: "logto",
+        aliases: &[],
+        kind: Kind::Path,
+        group: Group::Logging,
+        default: None,
+        help: "Write the server log, the request log and the app's stdout/stderr to PATH (appending). SIGUSR1 to the master reopens it.",
+        repeats: false,
+        apply: |c, v| {
+            c.logto = Some(parse_path(v)?);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "log-maxsize",
+        aliases: &[],
+        kind: Kind::Size,
+        group: Group::Logging,
+        default: Some("0"),
+        help: "Rotate the logto file when it reaches this size (to PATH.1 .. PATH.N); 0 = never.",
+        repeats: false,
+        apply: |c, v| {
+            c.log_maxsize = parse_size(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "log-backups",
+        aliases: &[],
+        kind: Kind::Uint,
+        group: Group::Logging,
+        default: Some("5"),
+        help: "Rotated log files kept by log-maxsize.",
+        repeats: false,
+        apply: |c, v| {
+            c.log_backups = parse_count(v, 0)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "log-format",
+        aliases: &["logformat"],
+        kind: Kind::Str,
+        group: Group::Logging,
+        default: None,
+        help: "Request line format with gunicorn's atoms (%(h)s %(t)s \"%(r)s\" %(s)s %(b)s %(D)s %({header}i)s ...), or json.",
+        repeats: false,
+        apply: |c, v| {
+            if v.is_empty() {
+                return Err("expected a format".into());
+            }
+            c.log_format = Some(v.to_string());
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "log-4xx",
+        aliases: &[],
+        kind: Kind::Flag,
+        group: Group::Logging,
+        default: Some("false"),
+        help: "Log 4xx responses even with disable-logging.",
+        repeats: false,
+        apply: |c, v| {
+            c.log_4xx = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "log-5xx",
+        aliases: &[],
+        kind: Kind::Flag,
+        group: Group::Logging,
+        default: Some("false"),
+        help: "Log 5xx responses even with disable-logging.",
+        repeats: false,
+        apply: |c, v| {
+            c.log_5xx = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "log-slow",
+        aliases: &[],
+        kind: Kind::Uint,
+        group: Group::Logging,
+        default: Some("0"),
+        help: "Log requests slower than N milliseconds even with disable-logging; 0 = off.",
+        repeats: false,
+        apply: |c, v| {
+            c.log_slow = parse_count(v, 0)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "log-date",
+        aliases: &[],
+        kind: Kind::OptionalDate,
+        group: Group::Logging,
+        default: None,
+        help: "Prefix request lines with the date, as a strftime format; without a value, uWSGI's ctime stamp.",
+        repeats: false,
+        apply: |c, v| {
+            c.log_date = match v {
+                "" | "true" | "yes" | "on" | "1" => Some(crate::logging::DEFAULT_LOG_DATE.into()),
+                "false" | "no" | "off" | "0" => None,
+                v if v.contains('\0') => return Err("NUL in the format".into()),
+                v => Some(v.to_string()),
+            };
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "log-micros",
+        aliases: &[],
+        kind: Kind::Flag,
+        group: Group::Logging,
+        default: Some("false"),
+        help: "Report response times in microseconds (\"in N micros\").",
+        repeats: false,
+        apply: |c, v| {
+            c.log_micros = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "memory-report",
+        aliases: &[],
+        kind: Kind::Flag,
+        group: Group::Logging,
+        default: Some("false"),
+        help: "Add the worker's address space and RSS to each request line, as uWSGI does.",
+        repeats: false,
+        apply: |c, v| {
+            c.memory_report = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
         name: "stats",
         aliases: &["stats-server"],
         kind: Kind::Address,
@@ -882,16 +1025,6 @@ pub static OPTIONS: &[OptionSpec] = &[
     no_effect("need-app"),
     no_effect("strict"),
     // --- uWSGI options not supported yet ---
-    not_yet("logto"),
-    not_yet("log-maxsize"),
-    not_yet("log-backups"),
-    not_yet("log-format"),
-    not_yet("log-4xx"),
-    not_yet("log-5xx"),
-    not_yet("log-slow"),
-    not_yet("log-date"),
-    not_yet("log-micros"),
-    not_yet("memory-report"),
     not_yet("log-master"),
     not_yet("log-sendfile"),
     not_yet("mount"),

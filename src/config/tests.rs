@@ -264,10 +264,13 @@ fn no_effect_options_give_one_notice_each() {
 #[test]
 fn not_yet_options_are_rejected_everywhere() {
     let dir = TempDir::new();
-    let ini = dir.write("n.ini", "[uwsgi]\nlogto = /var/log/app.log\n");
+    let ini = dir.write("n.ini", "[uwsgi]\nlog-master = true\n");
     assert_eq!(
         error(&["--ini", ini.to_str().unwrap()], &[]),
-        format!("{}:2: option 'logto' is not supported yet", ini.display())
+        format!(
+            "{}:2: option 'log-master' is not supported yet",
+            ini.display()
+        )
     );
     assert_eq!(
         error(&with_app(&["--offload-threads", "2"]), &[]),

@@ -224,6 +224,33 @@ impl Master {
         }
     }
 
+    /// SIGUSR1 (logrotate's `postrotate kill -USR1`): reopen `logto` here
+    /// and in the workers.
+    fn reopen_logs(&mut self) {
+        let Some(path) = &self.config.logto else {
+            return;
+        };
+        if let Err(e) = crate::logging::open_logto(path) {
+            tracing::error!("logto {}: {e}", path.display());
+            return;
+        }
+        tracing::info!("SIGUSR1: reopened {}", path.display());
+        self.workers.signal_all(libc::SIGUSR1);
+    }
+
+    /// `log-maxsize`: rotate `logto` when it is full, then have the workers
+    /// reopen it.
+    fn rotate_logs(&mut self) {
+        let Some(path) = &self.config.logto else {
+            return;
+        };
+        if crate::logging::rotate_if_needed(path, self.config.log_maxsize, self.config.log_backups)
+        {
+            tracing::info!("rotated {}", path.display());
+            self.workers.signal_all(libc::SIGUSR1);
+        }
+    }
+
     fn on_signal(&mut self, sig: i32) {
         let stopping = matches!(self.phase, Phase::Draining | Phase::Stopped);
         match sig {
@@ -238,6 +265,7 @@ impl Master {
             libc::SIGHUP if !stopping => self.begin_reload("SIGHUP"),
             libc::SIGTTIN if !stopping => self.scale_to(self.target + 1, "SIGTTIN"),
             libc::SIGTTOU if !stopping => self.scale_to(self.target.saturating_sub(1), "SIGTTOU"),
+            libc::SIGUSR1 => self.reopen_logs(),
             _ => {}
         }
     }
@@ -448,6 +476,9 @@ impl Master {
                 self.on_fifo(c);
             }
             self.reap();
+            if self.config.log_maxsize > 0 {
+                self.rotate_logs();
+            }
             self.programs.tick(Instant::now());
             self.control_tick();
             for id in watchdog::harakiri(self.config.harakiri, &self.scoreboard, &mut self.workers)
@@ -520,6 +551,14 @@ impl Master {
 
 /// Runs the master until shutdown; returns the process exit code.
 pub fn run(config: Config) -> i32 {
+    // Before the first line, so everything (and the workers, which inherit
+    // fds 1 and 2) goes to the file.
+    if let Some(path) = &config.logto {
+        if let Err(e) = crate::logging::open_logto(path) {
+            eprintln!("capataz: logto {}: {e}", path.display());
+            return 1;
+        }
+    }
     crate::logging::init("master");
     tracing::info!(
         "capataz {} (Python {}) master pid {}",

@@ -47,6 +47,9 @@ struct Mount {
     /// Canonical, so that "still under the mount" is a component-wise
     /// prefix test on canonical paths.
     root: PathBuf,
+    /// `root` opened as an O_PATH directory, for the one-syscall fast path
+    /// of [`open_beneath`]; `None` if it could not be opened.
+    dir: Option<std::os::fd::OwnedFd>,
 }
 
 /// The static-file server of one worker, built once at start.
@@ -141,7 +144,13 @@ impl StaticFiles {
                     dir.display()
                 ));
             }
-            mounts.push(Mount { prefix, root });
+            let dir = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+                .open(&root)
+                .ok()
+                .map(std::os::fd::OwnedFd::from);
+            mounts.push(Mount { prefix, root, dir });
         }
         // Stable: mounts with the same prefix keep their config order, and
         // lookup falls through from one to the next (see `lookup`).
@@ -204,6 +213,31 @@ impl StaticFiles {
     /// index file if it names a directory.
     fn find(&self, mount: &Mount, rel: &Path) -> Result<Resolved, Miss> {
         let requested = mount.root.join(rel);
+        // Fast path: a plain file reached without any symlink is opened in
+        // one syscall, and its path is already canonical. Anything else
+        // (a directory, a symlink anywhere on the way, an old kernel) takes
+        // the canonicalising path below, which decides.
+        if let Some(dir) = &mount.dir {
+            match open_beneath(dir, rel) {
+                Ok(file) => {
+                    if let Ok(meta) = file.metadata() {
+                        if meta.is_file() {
+                            return self.open_file(
+                                mount,
+                                requested.clone(),
+                                &requested,
+                                file,
+                                meta,
+                            );
+                        }
+                    }
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
+                    return Err(Miss::Absent)
+                }
+                Err(_) => {}
+            }
+        }
         let canonical = canonical_under(&mount.root, &requested)?;
         let meta = std::fs::metadata(&canonical).map_err(|_| Miss::Absent)?;
         if meta.is_dir() {
@@ -227,6 +261,17 @@ impl StaticFiles {
 
     fn open(&self, mount: &Mount, path: PathBuf, requested: &Path) -> Result<Resolved, Miss> {
         let (file, meta) = open_regular(&path).map_err(|_| Miss::Absent)?;
+        self.open_file(mount, path, requested, file, meta)
+    }
+
+    fn open_file(
+        &self,
+        mount: &Mount,
+        path: PathBuf,
+        requested: &Path,
+        file: File,
+        meta: std::fs::Metadata,
+    ) -> Result<Resolved, Miss> {
         let mut precompressed = Vec::new();
         if self.gzip {
             for (suffix, coding) in [(".br", "br"), (".gz", "gzip")] {
@@ -278,6 +323,47 @@ fn canonical_under(root: &Path, path: &Path) -> Result<PathBuf, Miss> {
     } else {
         Err(Miss::Escapes)
     }
+}
+
+/// Opens `rel` (no `..`, from [`resolve::decode_path`]) under the mount's
+/// directory with openat2(2): RESOLVE_BENEATH and RESOLVE_NO_SYMLINKS make
+/// the kernel refuse any path that leaves the directory or crosses a
+/// symlink (ELOOP / EXDEV), so what opens is inside the mount by
+/// construction. O_NONBLOCK: a FIFO must not block the I/O thread; the
+/// caller checks the type on the descriptor.
+fn open_beneath(dir: &std::os::fd::OwnedFd, rel: &Path) -> io::Result<File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let rel = std::ffi::CString::new(rel.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    /// `struct open_how` of openat2(2) (libc's is non-exhaustive).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    // SAFETY: openat2 reads `how` (of the size passed) and the NUL-terminated
+    // path; both outlive the call. A non-negative result is a new descriptor
+    // that we own.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            rel.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor from openat2.
+    Ok(unsafe { File::from_raw_fd(fd as i32) })
 }
 
 /// Opens a canonical path for reading, refusing anything but a regular file.

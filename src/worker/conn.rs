@@ -31,6 +31,8 @@ use crate::wsgi::{Body, Head, Request};
 
 /// Bytes read per `recv` call at least.
 const READ_CHUNK: usize = 16 * 1024;
+/// Files at least this large are sent with TCP_CORK around head and body.
+const CORK_MIN_FILE: u64 = 64 * 1024;
 /// How long a rejected client may keep sending before we close (lingering
 /// close, so it reads our error instead of a reset).
 const LINGER_MS: u64 = 2000;
@@ -701,6 +703,12 @@ impl Conn {
             );
         }
         if shared.log_requests && !outcome.client_gone {
+            let header = LogHeaders {
+                buf: &self.rbuf,
+                headers: &self.headers,
+                vars: &self.vars,
+                uwsgi: matches!(head, Parsed::Uwsgi(_)),
+            };
             cx.log.request(crate::logging::RequestLine {
                 pid: shared.pid,
                 requests,
@@ -712,12 +720,14 @@ impl Conn {
                 method: summary.method,
                 uri: summary.target,
                 body_bytes: outcome.body_bytes,
-                msecs: started.elapsed().as_millis() as u64,
+                micros: started.elapsed().as_micros() as u64,
                 protocol: summary.protocol,
                 status: outcome.status,
                 headers: outcome.headers_count,
                 headers_bytes: outcome.headers_bytes,
                 core: cx.core,
+                header: &header,
+                response_head: &self.out.buf,
             });
         } else if outcome.client_gone {
             tracing::debug!("client {} went away during the response", self.remote_addr);
@@ -747,11 +757,17 @@ impl Conn {
         else {
             return Err(());
         };
-        if !*corked && *remaining > 0 {
+        // A small file fits a segment or two anyway: not worth two syscalls.
+        if !*corked && *remaining >= CORK_MIN_FILE {
             set_cork(self.fd.as_raw_fd(), true);
             *corked = true;
         }
-        match self.out.write_nonblocking() {
+        let head = if *remaining > 0 {
+            self.out.write_nonblocking_more()
+        } else {
+            self.out.write_nonblocking()
+        };
+        match head {
             Ok(WriteStatus::Done) => {}
             Ok(WriteStatus::WouldBlock) => return Ok(None),
             Err(_) => return Err(()),
@@ -869,12 +885,19 @@ impl Conn {
                 method: summary.method,
                 uri: summary.target,
                 body_bytes: body_len,
-                msecs: started.elapsed().as_millis() as u64,
+                micros: started.elapsed().as_micros() as u64,
                 protocol: summary.protocol,
                 status: reply.status,
                 headers: reply.head.split(|&b| b == b'\n').count().saturating_sub(2),
                 headers_bytes: reply.head.len(),
                 core: cx.core,
+                header: &LogHeaders {
+                    buf,
+                    headers,
+                    vars,
+                    uwsgi,
+                },
+                response_head: &reply.head,
             });
         }
         self.rbuf.drain(..consumed.min(self.rbuf.len()));
@@ -948,6 +971,33 @@ impl<'b> Summary<'b> {
                     remote_addr: var(u.remote_addr).and_then(|a| std::str::from_utf8(a).ok()),
                 }
             }
+        }
+    }
+}
+
+/// A request's headers, of either protocol (uwsgi: the `HTTP_*` vars), for
+/// the access log's `%({name}i)s`.
+struct LogHeaders<'b> {
+    buf: &'b [u8],
+    headers: &'b [Header],
+    vars: &'b [(Span, Span)],
+    uwsgi: bool,
+}
+
+impl crate::logging::HeaderLookup for LogHeaders<'_> {
+    fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        let buf = self.buf;
+        if self.uwsgi {
+            self.vars
+                .iter()
+                .rev()
+                .find(|(k, _)| is_http_var(h1::span(buf, *k), name))
+                .map(|(_, v)| h1::span(buf, *v))
+        } else {
+            self.headers
+                .iter()
+                .find(|h| h1::span(buf, h.name).eq_ignore_ascii_case(name))
+                .map(|h| h1::span(buf, h.value))
         }
     }
 }

@@ -103,6 +103,8 @@ pub struct Shared {
     pub max_requests: u64,
     pub pid: u32,
     pub log_requests: bool,
+    /// The request log's format and filters, shared by the threads.
+    pub log_settings: Arc<crate::logging::LogSettings>,
     pub post_buffering: usize,
     pub header_timeout_ms: u64,
     pub body_timeout_ms: u64,
@@ -165,6 +167,13 @@ pub fn run() -> ! {
     };
     crate::logging::init(&format!("worker {}", boot.worker_id));
     let cfg = &boot.config;
+    // Early, so a SIGUSR1 (log reopen) during the app's import does not kill us.
+    if let Some(path) = &cfg.logto {
+        if let Err(e) = crate::logging::reopen_on_usr1(path.clone()) {
+            tracing::error!("logto: cannot install the SIGUSR1 handler: {e}");
+        }
+    }
+    let log_settings = Arc::new(crate::logging::LogSettings::from_config(cfg));
     let scoreboard = match Scoreboard::open(SCOREBOARD_FD, boot.scoreboard_slots, cfg.threads) {
         Ok(s) => s,
         Err(e) => {
@@ -268,7 +277,8 @@ pub fn run() -> ! {
         slot: boot.slot,
         max_requests,
         pid: std::process::id(),
-        log_requests: !cfg.disable_logging,
+        log_requests: log_settings.any(),
+        log_settings,
         post_buffering: cfg.post_buffering,
         header_timeout_ms: secs_ms(cfg.header_timeout),
         body_timeout_ms: secs_ms(cfg.body_timeout),
@@ -318,7 +328,7 @@ fn thread_main(shared: &Shared, core: usize) {
         shared,
         thread_state: ThreadState::attach_current_thread(),
         core,
-        log: AccessLog::new(),
+        log: AccessLog::with(shared.log_settings.clone()),
         clock: LogClock::default(),
         body_scratch: Vec::new(),
     };

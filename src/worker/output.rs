@@ -66,9 +66,20 @@ fn wait_writable(fd: RawFd, deadline: Instant) -> Result<(), SendError> {
 /// One non-blocking `send` of `data`. MSG_NOSIGNAL: a closed peer is an
 /// error, never a SIGPIPE.
 pub fn send_some(fd: RawFd, data: &[u8]) -> io::Result<usize> {
+    send_with_flags(fd, data, 0)
+}
+
+fn send_with_flags(fd: RawFd, data: &[u8], flags: libc::c_int) -> io::Result<usize> {
     loop {
         // SAFETY: data is a valid slice; fd is a socket we own.
-        let n = unsafe { libc::send(fd, data.as_ptr().cast(), data.len(), libc::MSG_NOSIGNAL) };
+        let n = unsafe {
+            libc::send(
+                fd,
+                data.as_ptr().cast(),
+                data.len(),
+                libc::MSG_NOSIGNAL | flags,
+            )
+        };
         if n >= 0 {
             return Ok(n as usize);
         }
@@ -90,12 +101,23 @@ impl Output {
 
     /// Writes as much as the socket takes now, without waiting.
     pub fn write_nonblocking(&mut self) -> Result<WriteStatus, SendError> {
+        self.write_with_flags(0)
+    }
+
+    /// As [`Self::write_nonblocking`], telling the kernel more data follows
+    /// at once (MSG_MORE): a response head before its sendfile body, so both
+    /// leave in one segment.
+    pub fn write_nonblocking_more(&mut self) -> Result<WriteStatus, SendError> {
+        self.write_with_flags(libc::MSG_MORE)
+    }
+
+    fn write_with_flags(&mut self, flags: libc::c_int) -> Result<WriteStatus, SendError> {
         let mut sent = 0;
         let result = loop {
             if sent == self.buf.len() {
                 break Ok(WriteStatus::Done);
             }
-            match send_some(self.fd, &self.buf[sent..]) {
+            match send_with_flags(self.fd, &self.buf[sent..], flags) {
                 Ok(n) => sent += n,
                 Err(e) if would_block(&e) => break Ok(WriteStatus::WouldBlock),
                 Err(e) => break Err(SendError::Closed(e)),
@@ -108,9 +130,13 @@ impl Output {
     /// Writes the whole buffer, waiting for the socket up to the send timeout.
     /// Call it without the GIL.
     pub fn flush_blocking(&mut self) -> Result<(), SendError> {
+        self.flush_blocking_with_flags(0)
+    }
+
+    fn flush_blocking_with_flags(&mut self, flags: libc::c_int) -> Result<(), SendError> {
         let deadline = Instant::now() + self.send_timeout;
         loop {
-            match self.write_nonblocking()? {
+            match self.write_with_flags(flags)? {
                 WriteStatus::Done => return Ok(()),
                 WriteStatus::WouldBlock => wait_writable(self.fd, deadline)?,
             }
@@ -126,7 +152,8 @@ impl Output {
         offset: u64,
         len: u64,
     ) -> Result<u64, SendError> {
-        self.flush_blocking()?;
+        // MSG_MORE: the head leaves with the first bytes of the file.
+        self.flush_blocking_with_flags(if len > 0 { libc::MSG_MORE } else { 0 })?;
         let deadline = Instant::now() + self.send_timeout;
         let mut off = offset as libc::off_t;
         let mut left = len;

@@ -316,3 +316,40 @@ fn update_static_files() {
     assert!(apply("static-gzip", "on").unwrap().static_gzip);
     assert!(apply("static-gzip", "2").is_err());
 }
+
+#[test]
+fn update_request_log_options() {
+    let c = apply("logto", "/var/log/app.log").unwrap();
+    assert_eq!(
+        c.logto.as_deref(),
+        Some(std::path::Path::new("/var/log/app.log"))
+    );
+    assert_eq!(
+        apply("log-maxsize", "10M").unwrap().log_maxsize,
+        10 * 1024 * 1024
+    );
+    assert_eq!(Config::default().log_backups, 5);
+    assert_eq!(apply("log-backups", "0").unwrap().log_backups, 0);
+    assert_eq!(
+        apply("log-format", "json").unwrap().log_format.as_deref(),
+        Some("json")
+    );
+    assert!(apply("log-format", "").is_err());
+    assert!(apply("log-4xx", "yes").unwrap().log_4xx);
+    assert!(apply("log-5xx", "1").unwrap().log_5xx);
+    assert_eq!(apply("log-slow", "250").unwrap().log_slow, 250);
+    assert!(apply("log-slow", "soon").is_err());
+    assert!(apply("log-micros", "true").unwrap().log_micros);
+    assert!(apply("memory-report", "true").unwrap().memory_report);
+    let ctime = Some(crate::logging::DEFAULT_LOG_DATE.to_string());
+    assert_eq!(Kind::OptionalDate.bare_value(), ctime.as_deref());
+    assert_eq!(apply("log-date", "true").unwrap().log_date, ctime);
+    assert_eq!(apply("log-date", "false").unwrap().log_date, None);
+    assert_eq!(
+        apply("log-date", "%Y-%m-%d").unwrap().log_date.as_deref(),
+        Some("%Y-%m-%d")
+    );
+    for still_rejected in ["log-master", "log-sendfile"] {
+        assert!(matches!(lookup(still_rejected), Lookup::NotYet(_)));
+    }
+}
