@@ -90,6 +90,10 @@ fn parse_v1(buf: &[u8]) -> Result<Option<ProxyHeader>, ProxyError> {
     let len = cr + 2;
     let line = &buf[V1_PREFIX.len()..cr];
     let malformed = ProxyError::V1Malformed;
+    // Same verdict as for a prefix that stops at this LF: a bare LF never ends a line.
+    if line.contains(&b'\n') {
+        return Err(malformed("line not ended by CRLF"));
+    }
     let mut fields = line.split(|&b| b == b' ');
     let family = fields.next().unwrap_or_default();
     if family == b"UNKNOWN" {
@@ -272,6 +276,8 @@ mod tests {
             b"PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n",
             b"PROXY TCP4 1.2.3.4 5.6.7.8 01 2\r\n",
             b"PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n",
+            // Found by the fuzzer: UNKNOWN ignores the line, but not a bare LF in it.
+            b"PROXY UNKNOWN \n\x1f\r\n",
             b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\n",
         ] {
             assert!(
