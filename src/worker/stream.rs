@@ -351,7 +351,11 @@ mod tests {
         out.buf.extend_from_slice(b"|last");
         reclaim(&mut out).unwrap();
         // Unless the timer thread sent the batch first, it is back in front.
-        let got = [readable(&mut peer, Duration::from_millis(1)), out.buf.clone()].concat();
+        let got = [
+            readable(&mut peer, Duration::from_millis(1)),
+            out.buf.clone(),
+        ]
+        .concat();
         assert_eq!(got, b"twothree|last");
     }
 
@@ -368,7 +372,11 @@ mod tests {
             got.extend(readable(&mut peer, Duration::from_millis(50)));
         }
         assert_eq!(got, b"head-pending");
-        assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
+        assert!(
+            start.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            start.elapsed()
+        );
         reclaim(&mut out).unwrap();
         assert!(out.buf.is_empty());
     }

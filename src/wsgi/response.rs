@@ -477,8 +477,20 @@ fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
-fn current() -> *mut Exchange<'static> {
-    CURRENT.with(|c| c.get())
+/// The exchange the calling app thread is serving, or `None` with a
+/// RuntimeError raised (a callable used after its request ended).
+///
+/// # Safety
+/// The GIL is held; the returned reference is used only within the call.
+unsafe fn current_or_raise(outside: &std::ffi::CStr) -> Option<&'static mut Exchange<'static>> {
+    let ex = CURRENT.with(|c| c.get());
+    if ex.is_null() {
+        // SAFETY: GIL held by the caller.
+        unsafe { py::raise(ffi::PyExc_RuntimeError, outside) };
+        return None;
+    }
+    // SAFETY: CURRENT points to the live exchange of this thread's request.
+    Some(unsafe { &mut *ex })
 }
 
 /// `start_response(status, headers, exc_info=None)` (METH_FASTCALL).
@@ -493,15 +505,9 @@ pub unsafe extern "C" fn start_response(
     // SAFETY: GIL held (CPython calls us); args has nargs entries; the
     // current exchange outlives the app call that reaches here.
     unsafe {
-        let ex = current();
-        if ex.is_null() {
-            py::raise(
-                ffi::PyExc_RuntimeError,
-                c"start_response() called outside of a request",
-            );
+        let Some(ex) = current_or_raise(c"start_response() called outside of a request") else {
             return ptr::null_mut();
-        }
-        let ex = &mut *ex;
+        };
         if !(2..=3).contains(&nargs) {
             py::raise(
                 ffi::PyExc_TypeError,
@@ -584,15 +590,9 @@ pub unsafe extern "C" fn write(
 ) -> *mut ffi::PyObject {
     // SAFETY: as in start_response.
     unsafe {
-        let ex = current();
-        if ex.is_null() {
-            py::raise(
-                ffi::PyExc_RuntimeError,
-                c"write() called outside of a request",
-            );
+        let Some(ex) = current_or_raise(c"write() called outside of a request") else {
             return ptr::null_mut();
-        }
-        let ex = &mut *ex;
+        };
         if ffi::PyBytes_Check(data) == 0 {
             py::raise(ffi::PyExc_TypeError, c"write() argument must be bytes");
             return ptr::null_mut();
