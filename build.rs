@@ -15,6 +15,8 @@ fn main() {
     let libdir = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if !libdir.is_empty() {
         println!("cargo:rustc-link-arg-bins=-Wl,-rpath,{libdir}");
+        // benches/environ.rs embeds the interpreter too.
+        println!("cargo:rustc-link-arg-benches=-Wl,-rpath,{libdir}");
         println!("cargo:rustc-env=CAPATAZ_PYTHON_LIBDIR={libdir}");
     }
 }

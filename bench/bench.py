@@ -329,6 +329,14 @@ def server_argv(name, workload, port, granian_opts):
             "--processes", str(procs),
             "--threads", str(threads),
         ]
+        # Every Python server runs from bench/.venv, so all of them see the
+        # same site-packages. The base interpreter's may hold .pth files that
+        # import packages at start-up (on the reference machine one imports
+        # certifi, and with it pathlib, tempfile, zipfile: 3.7 MiB of worker
+        # RSS that no peer pays).
+        venv = os.path.dirname(VENV_BIN)
+        if os.path.isfile(os.path.join(venv, "pyvenv.cfg")):
+            argv += ["--virtualenv", venv]
         if workload != "hello-log":
             argv.append("--disable-logging")
         if workload in STATIC_WORKLOADS:

@@ -95,7 +95,6 @@ enum State {
     Body {
         head: Parsed,
         progress: BodyProgress,
-        last_data_ms: u64,
     },
     Writing {
         close_after: bool,
@@ -135,7 +134,9 @@ pub struct Conn {
     vars: Vec<(Span, Span)>,
     state: State,
     out: Output,
-    /// When the first byte of the current request head arrived (clock ms).
+    /// When the current request head started (clock ms): when its first
+    /// bytes were parked waiting for the rest, or when a pipelined head was
+    /// left in `rbuf`. 0: none yet; `u64::MAX`: a fresh connection.
     head_started_ms: u64,
     /// The last recv emptied the socket (a short read or EAGAIN), so after a
     /// response with nothing buffered we can wait for readiness without
@@ -371,11 +372,7 @@ impl Conn {
                     // which is served with `Connection: close`. The reaper
                     // closes it only once it has been idle for a while.
                     match self.fill() {
-                        Ok(Fill::Data) => {
-                            if self.head_started_ms == 0 || self.head_started_ms == u64::MAX {
-                                self.head_started_ms = cx.shared.clock.now_ms();
-                            }
-                        }
+                        Ok(Fill::Data) => {}
                         Ok(Fill::WouldBlock) | Ok(Fill::Eof) if expired => {
                             if self.rbuf.is_empty() {
                                 return Next::Close;
@@ -395,11 +392,15 @@ impl Conn {
                                     timeout_ms,
                                 };
                             }
-                            let elapsed = cx
-                                .shared
-                                .clock
-                                .now_ms()
-                                .saturating_sub(self.head_started_ms);
+                            // A partial head: its clock starts at the first
+                            // wait for the rest (microseconds after its first
+                            // byte arrived), so a head that arrives whole, the
+                            // usual case, costs no clock read.
+                            let now = cx.shared.clock.now_ms();
+                            if self.head_started_ms == 0 || self.head_started_ms == u64::MAX {
+                                self.head_started_ms = now;
+                            }
+                            let elapsed = now.saturating_sub(self.head_started_ms);
                             return Next::Park {
                                 events: READ,
                                 wait: Wait::Request,
@@ -416,11 +417,7 @@ impl Conn {
                 State::Body { .. } => match self.advance_body(cx) {
                     Ok(true) => self.dispatch(cx),
                     Ok(false) => match self.fill() {
-                        Ok(Fill::Data) => {
-                            if let State::Body { last_data_ms, .. } = &mut self.state {
-                                *last_data_ms = cx.shared.clock.now_ms();
-                            }
-                        }
+                        Ok(Fill::Data) => {}
                         Ok(Fill::WouldBlock) | Ok(Fill::Eof) if expired => {
                             return self.reject(cx, 408, "request body not received in time");
                         }
@@ -566,17 +563,13 @@ impl Conn {
             // fresh socket buffer always takes it.
             let _ = super::output::send_some(self.fd.as_raw_fd(), b"HTTP/1.1 100 Continue\r\n\r\n");
         }
-        self.state = State::Body {
-            head,
-            progress,
-            last_data_ms: cx.shared.clock.now_ms(),
-        };
+        self.state = State::Body { head, progress };
         Ok(())
     }
 
     /// Moves body bytes out of `rbuf`. Ok(true) when the body is complete.
     fn advance_body(&mut self, cx: &ThreadCx<'_>) -> Result<bool, (u16, &'static str)> {
-        let State::Body { head, progress, .. } = &mut self.state else {
+        let State::Body { head, progress } = &mut self.state else {
             return Ok(false);
         };
         let hlen = head.len();
@@ -621,8 +614,7 @@ impl Conn {
 
     /// Runs the app for the complete request at the front of `rbuf`.
     fn dispatch(&mut self, cx: &mut ThreadCx<'_>) {
-        let State::Body { head, progress, .. } = std::mem::replace(&mut self.state, State::Head)
-        else {
+        let State::Body { head, progress } = std::mem::replace(&mut self.state, State::Head) else {
             return;
         };
         let shared = cx.shared;

@@ -2,10 +2,16 @@
 
 Kept deliberately small: loading the app and the wsgi.file_wrapper class.
 Everything on the request path is done in Rust (src/wsgi/).
+
+It imports only what the interpreter has already loaded at start-up, so an
+idle worker holds no module its app did not ask for: `importlib.util` would
+pull in contextlib, collections and functools, and `signal` pulls in enum
+(about 1 MiB of a worker's memory between them). The import machinery's own
+frozen modules (`_frozen_importlib*`, what `importlib` re-exports) and the
+C-level `_signal` do the same work.
 """
-import importlib
-import importlib.machinery
-import importlib.util
+import _frozen_importlib as _bootstrap
+import _frozen_importlib_external as _bootstrap_external
 import io
 import os
 import sys
@@ -45,9 +51,9 @@ def load_app(module, wsgi_file, callable_name):
         if directory not in sys.path:
             sys.path.insert(0, directory)
         name = "capataz_wsgi_file"
-        loader = importlib.machinery.SourceFileLoader(name, path)
-        spec = importlib.util.spec_from_loader(name, loader)
-        mod = importlib.util.module_from_spec(spec)
+        loader = _bootstrap_external.SourceFileLoader(name, path)
+        spec = _bootstrap_external.spec_from_file_location(name, path, loader=loader)
+        mod = _bootstrap.module_from_spec(spec)
         sys.modules[name] = mod
         loader.exec_module(mod)
         attr = callable_name
@@ -55,7 +61,9 @@ def load_app(module, wsgi_file, callable_name):
     else:
         modname, _, attr = module.partition(":")
         attr = attr or callable_name
-        mod = importlib.import_module(modname)
+        # What importlib.import_module does for an absolute name.
+        __import__(modname)
+        mod = sys.modules[modname]
         where = modname
     try:
         app = getattr(mod, attr)
@@ -73,14 +81,14 @@ def enable_tracebacks_on_harakiri():
     before the SIGKILL. faulthandler writes without the GIL, so it works
     even when the stuck thread holds it.
     """
+    import _signal
     import faulthandler
-    import signal
 
-    faulthandler.register(signal.SIGUSR2, all_threads=True)
-    # Importing `signal` installs Python's KeyboardInterrupt handler for
-    # SIGINT, which only ever runs on the main thread, and ours never runs
-    # Python: SIGINT (fast shutdown) must kill the worker at once instead.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    faulthandler.register(_signal.SIGUSR2, all_threads=True)
+    # Importing `_signal` (or `signal`) installs Python's KeyboardInterrupt
+    # handler for SIGINT, which only ever runs on the main thread, and ours
+    # never runs Python: SIGINT (fast shutdown) must kill the worker at once.
+    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)
 
 
 def spooled_input(fd):
