@@ -5,9 +5,18 @@
 //! buffer fills or the thread goes idle, so lines from threads and processes
 //! never interleave mid-line and a busy server does not pay a syscall per
 //! request. The line is uWSGI's default shape.
+//!
+//! Both go to the *log destination* ([`log_fd`]): fd 2 (stderr, or the
+//! `logto` file put there) in the master. In a worker whose stdout/stderr
+//! the master captures (`log-master`, the default; see
+//! [`crate::master::worker_output`]), fds 1 and 2 are a pipe to the master
+//! and the log destination is a duplicate of the master's fd 2, so the
+//! access log and the worker's own server log skip the pipe entirely.
 
 use std::collections::VecDeque;
 use std::io::Write;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,14 +34,85 @@ pub fn recent(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// stderr, and (in the master) a copy of each line into [`RECENT`].
+/// Where this process's server log and access log go (see the module doc).
+static LOG_FD: AtomicI32 = AtomicI32::new(2);
+/// The log destination is a pipe (or socket), where only writes of up to
+/// `PIPE_BUF` bytes are atomic; refreshed whenever the destination changes.
+static LOG_IS_PIPE: AtomicBool = AtomicBool::new(false);
+
+/// The descriptor of the log destination.
+pub fn log_fd() -> RawFd {
+    LOG_FD.load(Ordering::Relaxed)
+}
+
+/// Makes `fd` this process's log destination (a worker with captured
+/// output, before its first log line).
+pub fn set_log_fd(fd: RawFd) {
+    LOG_FD.store(fd, Ordering::Relaxed);
+    refresh_destination();
+}
+
+/// Re-reads what kind of file the log destination is.
+fn refresh_destination() {
+    // SAFETY: fstat into a zeroed stat; a bad fd just fails.
+    let is_pipe = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(log_fd(), &mut st) == 0
+            && matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK)
+    };
+    LOG_IS_PIPE.store(is_pipe, Ordering::Relaxed);
+}
+
+/// Writes whole lines to the log destination so they can never be spliced
+/// with other processes' lines: one `write_all` for a file (O_APPEND, or a
+/// shared offset, keeps each write whole); for a pipe, pieces of at most
+/// `PIPE_BUF` bytes cut at line ends (a single longer line goes alone).
+pub fn write_log_lines(buf: &[u8]) -> std::io::Result<()> {
+    // SAFETY: the log fd stays open for the life of the process (it is only
+    // ever replaced with dup2); ManuallyDrop keeps File from closing it.
+    let mut out = std::mem::ManuallyDrop::new(unsafe {
+        <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(log_fd())
+    });
+    if !LOG_IS_PIPE.load(Ordering::Relaxed) || buf.len() <= libc::PIPE_BUF {
+        return out.write_all(buf);
+    }
+    for piece in pipe_sized_pieces(buf) {
+        out.write_all(piece)?;
+    }
+    Ok(())
+}
+
+/// `buf` cut after newlines into pieces of at most `PIPE_BUF` bytes where
+/// possible; a line longer than that is a piece of its own.
+fn pipe_sized_pieces(mut buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        if buf.is_empty() {
+            return None;
+        }
+        let window = &buf[..buf.len().min(libc::PIPE_BUF)];
+        let end = if window.len() == buf.len() {
+            buf.len()
+        } else {
+            match memchr::memrchr(b'\n', window) {
+                Some(nl) => nl + 1,
+                None => memchr::memchr(b'\n', buf).map_or(buf.len(), |nl| nl + 1),
+            }
+        };
+        let (piece, rest) = buf.split_at(end);
+        buf = rest;
+        Some(piece)
+    })
+}
+
+/// The log destination, and (in the master) a copy of each line into [`RECENT`].
 struct Tee {
     keep: bool,
 }
 
 impl Write for Tee {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        std::io::stderr().write_all(buf)?;
+        // tracing-subscriber hands over one whole event per write.
+        write_log_lines(buf)?;
         if self.keep {
             let mut ring = RECENT.lock().unwrap_or_else(|p| p.into_inner());
             for line in String::from_utf8_lossy(buf).lines() {
@@ -46,12 +126,13 @@ impl Write for Tee {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        Ok(())
     }
 }
 
 /// Sets up `tracing` for the master or a worker.
 pub fn init(role: &str) {
+    refresh_destination();
     let role = role.to_string();
     let keep = role == "master";
     let _ = tracing_subscriber::fmt()
@@ -641,21 +722,24 @@ impl AccessLog {
         b.extend_from_slice(b"}\n");
     }
 
-    /// Writes buffered lines with one syscall.
+    /// Writes buffered lines with one syscall (straight to the log
+    /// destination, never through the master's output pipe).
     pub fn flush(&mut self) {
         if self.buf.is_empty() {
             return;
         }
-        let _ = std::io::stderr().lock().write_all(&self.buf);
+        let _ = write_log_lines(&self.buf);
         self.buf.clear();
     }
 }
 
-/// Opens `path` for appending (created 0644 if missing) and puts it on fds
-/// 1 and 2, so this process's server log, access log and anything written to
-/// stdout/stderr (Python's print and tracebacks, in a worker) go there. Every
-/// access-log flush is whole lines in one write(2) to an O_APPEND file, so
-/// they never interleave with other processes' lines.
+/// Opens `path` for appending (created 0644 if missing) and puts it on the
+/// log destination: fds 1 and 2 when that is fd 2 (the master, or a worker
+/// without captured output, whose print() and tracebacks then go there
+/// directly), else on the worker's own log fd (its fds 1 and 2 are the pipe
+/// to the master and stay so). Every access-log flush is whole lines in one
+/// write(2) to an O_APPEND file, so they never interleave with other
+/// processes' lines.
 pub fn open_logto(path: &std::path::Path) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
@@ -664,12 +748,16 @@ pub fn open_logto(path: &std::path::Path) -> std::io::Result<()> {
         .create(true)
         .mode(0o644)
         .open(path)?;
-    for target in [1, 2] {
-        // SAFETY: dup2 onto the standard descriptors, which we own.
+    let fd = log_fd();
+    let targets: &[RawFd] = if fd == 2 { &[1, 2] } else { &[fd] };
+    for &target in targets {
+        // SAFETY: dup2 onto the standard descriptors or our log fd, which
+        // we own.
         if unsafe { libc::dup2(file.as_raw_fd(), target) } < 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
+    refresh_destination();
     Ok(())
 }
 

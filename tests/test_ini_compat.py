@@ -2,11 +2,11 @@
 ini holds the web app, a side program and a shared socket (the README's
 "One config for everything").
 
-Left out of the production ini, because capataz still rejects them by name
-("not supported yet") rather than pretend they do nothing: log-master and
-log-sendfile. Each changes what gets logged in uWSGI, so neither is a no-op
-for us. (memory-report, log-date, log-slow, log-4xx, log-micros are
-implemented: tests/test_request_log.py.)
+Left out of the production ini, because capataz still rejects it by name
+("not supported yet") rather than pretend it does nothing: log-sendfile. It
+changes what gets logged in uWSGI, so it is no no-op for us. (log-master,
+memory-report, log-date, log-slow, log-4xx, log-micros are implemented:
+tests/test_logging.py, tests/test_request_log.py.)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from support import uwsgi
 from support.ctl import ctl, short_dir, status, wait_state
 from support.server import APPS, VENV_TEST, free_port, run_capataz
 
-LEFT_OUT = ["log-master", "log-sendfile"]
+LEFT_OUT = ["log-sendfile"]
 
 
 def production_ini(d, port) -> str:
@@ -50,6 +50,7 @@ module = plain_app:application
 touch-reload = {d}/reload.touch
 static-map = /static={d}/static
 disable-logging = true
+log-master = true
 control-socket = {d}/ctl.sock
 """
 

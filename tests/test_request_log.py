@@ -3,9 +3,11 @@ log-maxsize rotation, log-4xx / log-5xx / log-slow with disable-logging,
 log-format (gunicorn atoms and json), log-date, log-micros, memory-report.
 
 The app's own stdout/stderr (print, tracebacks) go to the logto file too,
-through Python's buffering: a print is one write(2) only when Python flushes
-a whole line at once (line-buffered or flush=True); access-log flushes are
-always whole lines in one write to an O_APPEND file.
+relayed by the master with a "[worker N|pid P] " prefix (tests/test_logging.py
+has the relay's own tests); Python still buffers print() on a pipe unless it
+is flushed (flush=True, or a line-buffered stream). Access-log flushes are
+always whole lines in one write to an O_APPEND file, straight from the
+worker.
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ def test_logto_gets_master_worker_access_and_app_output(server_factory, tmp_path
     logf = tmp_path / "app.log"
     srv = server_factory(app_args(tmp_path, "--logto", str(logf)))
     assert get(srv, "/print?one").text == "hi"
-    wait_for(logf, r"^app-says-one$")
-    wait_for(logf, r"^app-err-one$")
+    wait_for(logf, r"^\[worker 1\|pid \d+\] app-says-one$")
+    wait_for(logf, r"^\[worker 1\|pid \d+\] app-err-one$")
     wait_for(logf, r"^\[pid: \d+\|app: 0\|req: \d+/\d+\] 127\.0\.0\.1 .* GET /print\?one => generated 2 bytes")
     text = logf.read_text()
     assert "capataz master[" in text and "capataz worker 1[" in text
@@ -89,7 +91,7 @@ def test_usr1_reopens_after_logrotate_moves_the_file(server_factory, tmp_path):
         if "GET /print?after" in logf.read_text():
             break
         time.sleep(0.1)
-    wait_for(logf, r"^app-says-after$")
+    wait_for(logf, r"^\[worker 1\|pid \d+\] app-says-after$")
     wait_for(logf, r"GET /print\?after")
     assert srv.proc.poll() is None and len(srv.workers()) == 1
 
@@ -185,10 +187,13 @@ def test_log_date_strftime(server_factory, tmp_path):
     srv.wait_log(r"^\d{4}@\d{2} - \[pid: .* GET /d => generated 2 bytes in \d+ msecs", since=mark, flags=re.M)
 
 
-def test_log_master_and_sendfile_still_rejected(tmp_path):
-    for option in ("log-master", "log-sendfile"):
-        ini = tmp_path / "uwsgi.ini"
-        ini.write_text(f"[uwsgi]\nhttp = :0\nmodule = app\n{option} = true\n")
-        r = run_capataz(["--ini", ini])
-        assert r.returncode == 64
-        assert f"option '{option}' is not supported yet" in r.stderr
+def test_log_master_is_accepted_and_log_sendfile_still_rejected(tmp_path):
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text("[uwsgi]\nhttp = :0\nmodule = app\nlog-master = true\n")
+    r = run_capataz(["--ini", ini, "--print-config"])
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^log-master\s*=\s*true\b.*uwsgi\.ini:4", r.stdout, re.M), r.stdout
+    ini.write_text("[uwsgi]\nhttp = :0\nmodule = app\nlog-sendfile = true\n")
+    r = run_capataz(["--ini", ini])
+    assert r.returncode == 64
+    assert "option 'log-sendfile' is not supported yet" in r.stderr

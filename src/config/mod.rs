@@ -186,6 +186,9 @@ pub struct Config {
     pub log_date: Option<String>,
     pub log_micros: bool,
     pub memory_report: bool,
+    /// `log-master`: the master relays workers' stdout/stderr into the log,
+    /// each line prefixed with the worker (on by default).
+    pub log_master: bool,
     /// `stats`: address of the uWSGI-compatible stats server.
     pub stats: Option<String>,
     /// `stats-http`: the stats address speaks HTTP.
@@ -269,6 +272,7 @@ impl Default for Config {
             log_date: None,
             log_micros: false,
             memory_report: false,
+            log_master: true,
             stats: None,
             stats_http: false,
             stats_token: None,

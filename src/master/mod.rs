@@ -18,6 +18,7 @@
 //! - [`privileges`]: dropping to `uid`/`gid` after binding.
 //! - [`scoreboard`]: the shared-memory table workers report into.
 //! - [`watchdog`]: harakiri, touch-reload, recycling and adaptive scaling.
+//! - [`worker_output`]: workers' stdout/stderr relayed into the log.
 //! - `ctl`: answering `capataz ctl` requests (see [`crate::control`]).
 //!
 //! The loop also owns the `[program:x]` processes ([`crate::programs`]):
@@ -32,6 +33,7 @@ pub mod signals;
 pub mod spawn;
 pub mod supervise;
 pub mod watchdog;
+pub mod worker_output;
 
 mod ctl;
 
@@ -531,6 +533,7 @@ impl Master {
                         if self.config.vacuum {
                             self.vacuum();
                         }
+                        worker_output::drain(Duration::from_secs(2));
                         tracing::info!("goodbye");
                         return self.exit_code;
                     }

@@ -182,19 +182,36 @@ impl Sink {
 }
 
 /// Splits a byte stream into lines (each ending in '\n'), holding a partial
-/// line until it completes or reaches [`MAX_LINE`].
+/// line until it completes or reaches [`MAX_LINE`] (then it is emitted in a
+/// piece of that size, ending in the cut marker, if any, and a newline).
+/// Also used for workers' output ([`crate::master::worker_output`]).
 #[derive(Debug, Default)]
 pub struct LineSplitter {
     pending: Vec<u8>,
+    /// Appended to a piece cut at [`MAX_LINE`], before its newline.
+    cut_marker: &'static [u8],
 }
 
 impl LineSplitter {
+    /// A splitter that ends pieces cut at [`MAX_LINE`] with `marker`.
+    pub fn with_cut_marker(marker: &'static [u8]) -> LineSplitter {
+        LineSplitter {
+            pending: Vec::new(),
+            cut_marker: marker,
+        }
+    }
+
     pub fn push(&mut self, mut bytes: &[u8], mut emit: impl FnMut(&[u8])) {
         while let Some(nl) = memchr::memchr(b'\n', bytes) {
-            if self.pending.is_empty() {
-                emit(&bytes[..=nl]);
+            let line = &bytes[..=nl];
+            if self.pending.is_empty() && line.len() <= MAX_LINE {
+                emit(line);
             } else {
-                self.pending.extend_from_slice(&bytes[..=nl]);
+                self.pending.extend_from_slice(line);
+                // A complete line may hold MAX_LINE bytes before its newline.
+                while self.pending.len() > MAX_LINE + 1 {
+                    self.emit_cut(&mut emit);
+                }
                 emit(&self.pending);
                 self.pending.clear();
             }
@@ -202,10 +219,16 @@ impl LineSplitter {
         }
         self.pending.extend_from_slice(bytes);
         while self.pending.len() >= MAX_LINE {
-            let mut piece: Vec<u8> = self.pending.drain(..MAX_LINE).collect();
-            piece.push(b'\n');
-            emit(&piece);
+            self.emit_cut(&mut emit);
         }
+    }
+
+    /// Emits the first [`MAX_LINE`] pending bytes as a cut piece.
+    fn emit_cut(&mut self, emit: &mut impl FnMut(&[u8])) {
+        let mut piece: Vec<u8> = self.pending.drain(..MAX_LINE).collect();
+        piece.extend_from_slice(self.cut_marker);
+        piece.push(b'\n');
+        emit(&piece);
     }
 
     /// At end of stream: the unterminated rest, with a newline added.
@@ -296,6 +319,15 @@ mod tests {
         let out = split_all(&[&big]);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].len(), MAX_LINE + 1);
+        // Also when the newline arrives in the same chunk, whatever the cut.
+        let mut line = vec![b'y'; 2 * MAX_LINE + 3];
+        line.push(b'\n');
+        for cut in [0, 1, MAX_LINE - 1, MAX_LINE, MAX_LINE + 1, line.len() - 1] {
+            let out = split_all(&[&line[..cut], &line[cut..]]);
+            let lens: Vec<usize> = out.iter().map(|l| l.len()).collect();
+            assert_eq!(lens, vec![MAX_LINE + 1, MAX_LINE + 1, 4], "cut at {cut}");
+            assert!(out.iter().all(|l| l.ends_with(b"\n")));
+        }
     }
 
     #[test]
