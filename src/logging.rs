@@ -253,6 +253,8 @@ pub struct RequestLine<'a> {
     pub headers: usize,
     pub headers_bytes: usize,
     pub core: usize,
+    /// The body went out with sendfile (a static file, `wsgi.file_wrapper`).
+    pub via_sendfile: bool,
     /// The request's headers (`log-format`'s `%({name}i)s`).
     pub header: &'a dyn HeaderLookup,
     /// The encoded response head, if still in the output buffer
@@ -280,6 +282,8 @@ pub struct LogSettings {
     pub date: Option<std::ffi::CString>,
     pub micros: bool,
     pub memory_report: bool,
+    /// `log-sendfile`: log sendfile requests even with `disable-logging`.
+    pub sendfile: bool,
 }
 
 /// The shape of a request line.
@@ -327,6 +331,7 @@ impl LogSettings {
                 .and_then(|d| std::ffi::CString::new(d).ok()),
             micros: cfg.log_micros,
             memory_report: cfg.memory_report,
+            sendfile: cfg.log_sendfile,
         }
     }
 
@@ -341,11 +346,14 @@ impl LogSettings {
     /// Whether any request may be logged (the hot path skips the log
     /// entirely otherwise).
     pub fn any(&self) -> bool {
-        self.all || self.log_4xx || self.log_5xx || self.slow_ms > 0
+        self.all || self.log_4xx || self.log_5xx || self.slow_ms > 0 || self.sendfile
     }
 
-    fn wants(&self, status: u16, micros: u64) -> bool {
+    /// uWSGI's conditional logging: everything, or only what a `log-*`
+    /// option asks for.
+    fn wants(&self, status: u16, micros: u64, via_sendfile: bool) -> bool {
         self.all
+            || (self.sendfile && via_sendfile)
             || (self.log_4xx && (400..500).contains(&status))
             || (self.log_5xx && status >= 500)
             || (self.slow_ms > 0 && micros >= self.slow_ms.saturating_mul(1000))
@@ -590,7 +598,7 @@ impl AccessLog {
 
     /// Logs one request, if the settings want it.
     pub fn request(&mut self, l: RequestLine<'_>) {
-        if !self.settings.wants(l.status, l.micros) {
+        if !self.settings.wants(l.status, l.micros, l.via_sendfile) {
             return;
         }
         if self.settings.is_plain() {
@@ -842,6 +850,7 @@ mod tests {
             headers: 2,
             headers_bytes: 79,
             core: 0,
+            via_sendfile: false,
             header: &NoHeaders,
             response_head: b"",
         });
@@ -886,6 +895,7 @@ mod tests {
             headers: 2,
             headers_bytes: 79,
             core: 3,
+            via_sendfile: false,
             header,
             response_head:
                 b"HTTP/1.0 201 Created\r\nContent-Type: text/html\r\nLocation: /x\r\n\r\nbody",

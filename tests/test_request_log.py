@@ -21,7 +21,7 @@ from pathlib import Path
 
 import requests
 
-from support.server import run_capataz
+from support.server import plain_args, run_capataz
 
 APP = '''
 import sys, time
@@ -187,13 +187,27 @@ def test_log_date_strftime(server_factory, tmp_path):
     srv.wait_log(r"^\d{4}@\d{2} - \[pid: .* GET /d => generated 2 bytes in \d+ msecs", since=mark, flags=re.M)
 
 
-def test_log_master_is_accepted_and_log_sendfile_still_rejected(tmp_path):
-    ini = tmp_path / "uwsgi.ini"
-    ini.write_text("[uwsgi]\nhttp = :0\nmodule = app\nlog-master = true\n")
-    r = run_capataz(["--ini", ini, "--print-config"])
-    assert r.returncode == 0, r.stderr
-    assert re.search(r"^log-master\s*=\s*true\b.*uwsgi\.ini:4", r.stdout, re.M), r.stdout
-    ini.write_text("[uwsgi]\nhttp = :0\nmodule = app\nlog-sendfile = true\n")
-    r = run_capataz(["--ini", ini])
-    assert r.returncode == 64
-    assert "option 'log-sendfile' is not supported yet" in r.stderr
+def test_log_sendfile_logs_static_files_with_logging_disabled(server_factory, tmp_path):
+    """uWSGI's log-sendfile: with disable-logging, requests answered with
+    sendfile (a static-map file) are still logged; others are not."""
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "big.bin").write_bytes(b"z" * 100_000)
+    srv = server_factory(plain_args("--disable-logging", "--log-sendfile", "--static-map", f"/s={static}"))
+    mark = srv.mark()
+    assert len(get(srv, "/s/big.bin").content) == 100_000
+    assert get(srv, "/file").status_code == 200  # wsgi.file_wrapper
+    assert get(srv, "/hello").status_code == 200
+    srv.wait_log(r"GET /s/big\.bin => generated 100000 bytes", since=mark)
+    srv.wait_log(r"GET /file => generated \d+ bytes", since=mark)
+    time.sleep(0.3)
+    assert "GET /hello" not in srv.log_since(mark)
+
+
+def test_log_master_and_log_sendfile_are_accepted(tmp_path):
+    for option in ("log-master", "log-sendfile"):
+        ini = tmp_path / "uwsgi.ini"
+        ini.write_text(f"[uwsgi]\nhttp = :0\nmodule = app\n{option} = true\n")
+        r = run_capataz(["--ini", ini, "--print-config"])
+        assert r.returncode == 0, r.stderr
+        assert re.search(rf"^{option}\s*=\s*true\b.*uwsgi\.ini:4", r.stdout, re.M), r.stdout

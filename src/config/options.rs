@@ -907,6 +907,19 @@ pub static OPTIONS: &[OptionSpec] = &[
         },
     },
     OptionSpec {
+        name: "log-sendfile",
+        aliases: &[],
+        kind: Kind::Flag,
+        group: Group::Logging,
+        default: Some("false"),
+        help: "Log requests answered with sendfile (static files, wsgi.file_wrapper) even with disable-logging.",
+        repeats: false,
+        apply: |c, v| {
+            c.log_sendfile = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
         name: "memory-report",
         aliases: &[],
         kind: Kind::Flag,
@@ -1038,7 +1051,6 @@ pub static OPTIONS: &[OptionSpec] = &[
     no_effect("need-app"),
     no_effect("strict"),
     // --- uWSGI options not supported yet ---
-    not_yet("log-sendfile"),
     not_yet("mount"),
     not_yet("offload-threads"),
 ];

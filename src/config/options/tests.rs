@@ -351,5 +351,6 @@ fn update_request_log_options() {
     );
     assert!(Config::default().log_master);
     assert!(!apply("log-master", "false").unwrap().log_master);
-    assert!(matches!(lookup("log-sendfile"), Lookup::NotYet(_)));
+    assert!(!Config::default().log_sendfile);
+    assert!(apply("log-sendfile", "true").unwrap().log_sendfile);
 }
