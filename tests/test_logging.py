@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from support.rawhttp import Conn, ConnectionClosedEarly, request_bytes
+from support.ctl import start_with
 from support.server import APPS, Server, plain_args
 
 
@@ -387,3 +388,25 @@ def wait_file(path, pattern: str, timeout: float = 5.0) -> re.Match:
             return m
         time.sleep(0.05)
     raise AssertionError(f"{path} did not match {pattern!r}:\n{text[-4000:]}")
+
+
+def test_usr1_reopens_side_program_log_files(server_factory):
+    """Issue 6: logrotate moves a [program:x] log file and sends USR1; the
+    program's next lines go to a fresh file at the original path."""
+    srv, _ = start_with(
+        server_factory,
+        "[program:ticker]\n"
+        "command = sh -c 'i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.1; done'\n"
+        "stdout_logfile = %(here)s/ticker.log\n",
+    )
+    log = srv.dir / "ticker.log"
+    wait_file(log, r"^tick-3$")
+    os.rename(log, srv.dir / "ticker.log.1")
+    time.sleep(0.3)
+    srv.signal(signal.SIGUSR1)
+    m = wait_file(log, r"^tick-(\d+)$")
+    moved = (srv.dir / "ticker.log.1").read_text().split()
+    first_new = int(m[1])
+    # Nothing lost, nothing doubled: the old file ends where the new one starts.
+    assert moved[-1] == f"tick-{first_new - 1}", (moved[-3:], first_new)
+    assert srv.proc.poll() is None

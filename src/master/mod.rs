@@ -227,8 +227,9 @@ impl Master {
     }
 
     /// SIGUSR1 (logrotate's `postrotate kill -USR1`): reopen `logto` here
-    /// and in the workers.
+    /// and in the workers, and the side programs' log files.
     fn reopen_logs(&mut self) {
+        crate::programs::logs::reopen_files();
         let Some(path) = &self.config.logto else {
             return;
         };

@@ -9,12 +9,17 @@
 //! `maxbytes`, `log` becomes `log.1`, `log.1` becomes `log.2`, … keeping
 //! `backups` old files (0 = truncate in place). The last [`RING_BYTES`] of
 //! output are also kept in memory for `capataz ctl tail`.
+//!
+//! SIGUSR1 (logrotate's `postrotate`) calls [`reopen_files`]: every log file
+//! is reopened at its path before its next line, so lines written after
+//! logrotate moved the file go to a fresh file at the original path.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -71,6 +76,16 @@ impl LogRing {
     }
 }
 
+/// Bumped by [`reopen_files`]; a [`RotatingFile`] opened under an older
+/// value reopens its path before its next write.
+static REOPEN_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Has every program log file reopen its path before its next line
+/// (SIGUSR1). Never blocks: the capture threads do the reopening.
+pub fn reopen_files() {
+    REOPEN_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
 /// A file that rotates at `maxbytes`.
 #[derive(Debug)]
 pub struct RotatingFile {
@@ -79,10 +94,13 @@ pub struct RotatingFile {
     size: u64,
     maxbytes: u64,
     backups: u32,
+    /// The [`REOPEN_GENERATION`] this file was opened under.
+    generation: u64,
 }
 
 impl RotatingFile {
     pub fn open(path: &Path, maxbytes: u64, backups: u32) -> io::Result<RotatingFile> {
+        let generation = REOPEN_GENERATION.load(Ordering::Relaxed);
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
         Ok(RotatingFile {
@@ -91,6 +109,7 @@ impl RotatingFile {
             size,
             maxbytes,
             backups,
+            generation,
         })
     }
 
@@ -119,6 +138,9 @@ impl RotatingFile {
     }
 
     pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        if self.generation != REOPEN_GENERATION.load(Ordering::Relaxed) {
+            *self = RotatingFile::open(&self.path, self.maxbytes, self.backups)?;
+        }
         if self.maxbytes > 0 && self.size > 0 && self.size + line.len() as u64 > self.maxbytes {
             self.rotate()?;
         }
@@ -347,6 +369,23 @@ mod tests {
         );
         assert!(dir.path().join("p.log.2").exists());
         assert!(!dir.path().join("p.log.3").exists());
+    }
+
+    #[test]
+    fn reopen_follows_a_moved_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.log");
+        let mut f = RotatingFile::open(&path, 0, 0).unwrap();
+        f.write_line(b"before\n").unwrap();
+        std::fs::rename(&path, dir.path().join("p.log.old")).unwrap();
+        f.write_line(b"still old\n").unwrap();
+        reopen_files();
+        f.write_line(b"after\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"after\n");
+        assert_eq!(
+            std::fs::read(dir.path().join("p.log.old")).unwrap(),
+            b"before\nstill old\n"
+        );
     }
 
     #[test]
