@@ -21,7 +21,7 @@ import requests
 
 from support.rawhttp import Conn, ConnectionClosedEarly, request_bytes
 from support.ctl import start_with
-from support.server import APPS, Server, plain_args
+from support.server import APPS, Server, plain_args, wait_file
 
 
 @pytest.fixture(scope="module")
@@ -375,19 +375,6 @@ def test_log_master_off_leaves_output_unprefixed(server_factory):
     requests.get(f"{s.url}/print", params={"tag": "raw"}, timeout=5)
     s.wait_log(r"^print-raw$", since=mark, flags=re.M)
     assert "[worker 1|pid" not in s.log()
-
-
-def wait_file(path, pattern: str, timeout: float = 5.0) -> re.Match:
-    rx = re.compile(pattern, re.M)
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        text = path.read_text(errors="replace") if path.exists() else ""
-        m = rx.search(text)
-        if m:
-            return m
-        time.sleep(0.05)
-    raise AssertionError(f"{path} did not match {pattern!r}:\n{text[-4000:]}")
 
 
 def test_usr1_reopens_side_program_log_files(server_factory):

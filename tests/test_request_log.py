@@ -22,6 +22,7 @@ from pathlib import Path
 import requests
 
 from support.server import plain_args, run_capataz
+from support.server import wait_file as wait_for
 
 APP = '''
 import sys, time
@@ -44,19 +45,6 @@ def application(environ, start_response):
 def app_args(tmp_path: Path, *extra: str) -> list[str]:
     (tmp_path / "rl_app.py").write_text(APP)
     return ["--wsgi-file", str(tmp_path / "rl_app.py"), "--processes", "1", "--threads", "1", *extra]
-
-
-def wait_for(path: Path, pattern: str, timeout: float = 5.0) -> re.Match:
-    rx = re.compile(pattern, re.M)
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        text = path.read_text(errors="replace") if path.exists() else ""
-        m = rx.search(text)
-        if m:
-            return m
-        time.sleep(0.05)
-    raise AssertionError(f"{path} did not match {pattern!r}:\n{text[-4000:]}")
 
 
 def get(srv, target, **kw):
