@@ -1093,6 +1093,31 @@ mod tests {
     }
 
     #[test]
+    fn pipe_pieces_are_whole_lines_of_at_most_pipe_buf() {
+        let mut buf = Vec::new();
+        for i in 0..200 {
+            buf.extend_from_slice(format!("line {i} {}\n", "z".repeat(i * 7 % 300)).as_bytes());
+        }
+        let long = format!("{}\n", "L".repeat(libc::PIPE_BUF * 2));
+        buf.extend_from_slice(long.as_bytes());
+        buf.extend_from_slice(b"tail\n");
+        let pieces: Vec<&[u8]> = pipe_sized_pieces(&buf).collect();
+        assert_eq!(pieces.concat(), buf);
+        for p in &pieces {
+            assert!(p.ends_with(b"\n"));
+            assert!(
+                p.len() <= libc::PIPE_BUF || p == &long.as_bytes(),
+                "{}",
+                p.len()
+            );
+        }
+        assert!(pieces.len() > 3);
+        // An unterminated rest still comes out.
+        let odd = [&b"a\n"[..], &[b'b'; libc::PIPE_BUF + 1][..]].concat();
+        assert_eq!(pipe_sized_pieces(&odd).collect::<Vec<_>>().concat(), odd);
+    }
+
+    #[test]
     fn clock_formats_both_dates() {
         let mut c = Clock::default();
         let http = c.http_date();

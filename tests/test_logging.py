@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -21,7 +23,7 @@ import requests
 
 from support.rawhttp import Conn, ConnectionClosedEarly, request_bytes
 from support.ctl import start_with
-from support.server import APPS, Server, plain_args, wait_file
+from support.server import APPS, Server, capataz_bin, clean_env, free_port, plain_args, probe_http, wait_file
 
 
 @pytest.fixture(scope="module")
@@ -308,6 +310,64 @@ def test_concurrent_workers_and_threads_never_splice_lines(server_factory):
         pids.add(m["pid"])
     assert len(seen) == want, f"{want - len(seen)} lines lost"
     assert len(pids) == 2, f"only {pids} wrote; the test wants both workers"
+
+
+def test_no_line_is_spliced_when_the_log_is_a_pipe(tmp_path):
+    """On a pipe only writes of up to PIPE_BUF bytes are atomic: relayed
+    output and access-log flushes from two workers, all on one stderr pipe,
+    still arrive as whole lines."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(capataz_bin()), "--http", f"127.0.0.1:{port}", *output_args("--processes", "2")],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read(65536), b"")))
+    reader.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not probe_http(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+
+        def work(i):
+            requests.get(f"{url}/burst", params={"tag": f"p{i}", "threads": 3, "lines": 100}, timeout=30)
+            for _ in range(40):
+                requests.get(f"{url}/pid", params={"pad": "q" * 300}, timeout=5)
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(work, range(4)))
+        time.sleep(1.5)  # idle workers flush their access logs
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            reader.join(10)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    burst = re.compile(PREFIXED + r"burst-p\d+-(?P<wpid>\d+)-\d+-\d+-y{200}-end$")
+    access = re.compile(r"^\[pid: \d+\|app: 0\|req: \d+/\d+\] 127\.0\.0\.1 .* \(1 switches on core 0\)$")
+    n_burst = n_access = 0
+    for line in text.splitlines():
+        if "burst-" in line or "y" * 20 in line:
+            m = burst.match(line)
+            assert m and m["pid"] == m["wpid"], f"spliced: {line[:300]!r}"
+            n_burst += 1
+        elif "[pid: " in line or "q" * 20 in line:
+            assert access.match(line), f"spliced: {line[:300]!r}"
+            n_access += 1
+    assert n_burst == 4 * 3 * 100
+    assert n_access >= 4 * 41
+    assert text.count(" GET /pid?pad=q") == 4 * 40 and text.count(" GET /burst?tag=p") == 4
 
 
 def test_worker_dying_mid_line_is_flushed_then_respawned(server_factory):
