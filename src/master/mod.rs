@@ -18,6 +18,7 @@
 //! - [`privileges`]: dropping to `uid`/`gid` after binding.
 //! - [`scoreboard`]: the shared-memory table workers report into.
 //! - [`watchdog`]: harakiri, touch-reload, recycling and adaptive scaling.
+//! - [`worker_output`]: workers' stdout/stderr relayed into the log.
 //! - `ctl`: answering `capataz ctl` requests (see [`crate::control`]).
 //!
 //! The loop also owns the `[program:x]` processes ([`crate::programs`]):
@@ -32,6 +33,7 @@ pub mod signals;
 pub mod spawn;
 pub mod supervise;
 pub mod watchdog;
+pub mod worker_output;
 
 mod ctl;
 
@@ -225,8 +227,9 @@ impl Master {
     }
 
     /// SIGUSR1 (logrotate's `postrotate kill -USR1`): reopen `logto` here
-    /// and in the workers.
+    /// and in the workers, and the side programs' log files.
     fn reopen_logs(&mut self) {
+        crate::programs::logs::reopen_files();
         let Some(path) = &self.config.logto else {
             return;
         };
@@ -531,6 +534,7 @@ impl Master {
                         if self.config.vacuum {
                             self.vacuum();
                         }
+                        worker_output::drain(Duration::from_secs(2));
                         tracing::info!("goodbye");
                         return self.exit_code;
                     }
