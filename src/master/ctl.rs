@@ -303,39 +303,58 @@ impl Master {
     }
 
     fn status(&mut self, name: Option<&str>) -> Response {
-        let mut rows = Vec::new();
+        let mut web: Vec<(usize, i32, ProcessStatus)> = Vec::new();
         let scoreboard = &self.scoreboard;
-        let mut workers: Vec<(usize, i32, bool, usize)> = self
-            .workers
-            .all_mut()
-            .map(|(pid, p)| (p.id, pid, p.retired, p.slot))
-            .collect();
-        workers.sort();
-        for (id, pid, retired, slot) in workers {
-            let w = scoreboard.worker(slot);
-            let state = match w.state() {
-                _ if retired => "STOPPING",
-                WorkerState::Empty | WorkerState::Booting => "STARTING",
-                WorkerState::Accepting => "RUNNING",
-                WorkerState::Draining | WorkerState::Recycling => "STOPPING",
+        let ids = self.workers.id_status(Instant::now());
+        for (pid, p) in self.workers.all() {
+            let w = scoreboard.worker(p.slot);
+            let (state, description) = if p.retired {
+                (State::Stopping, "old generation, draining")
+            } else if w.state() == WorkerState::Recycling {
+                (State::Stopping, "recycling")
+            } else {
+                let state = ids.iter().find(|s| s.pid == Some(pid)).map(|s| s.state);
+                (state.unwrap_or(State::Starting), "")
             };
             let (uptime, rss) = proc_facts(pid);
             let sb_rss = w.rss_bytes.load(std::sync::atomic::Ordering::Relaxed);
-            rows.push(ProcessStatus {
-                name: format!("{WEB}:{id}"),
-                group: WEB.into(),
-                state: state.into(),
-                pid: Some(pid),
-                uptime_secs: uptime,
-                requests: Some(w.requests.load(std::sync::atomic::Ordering::Relaxed)),
-                rss_bytes: if sb_rss > 0 { Some(sb_rss) } else { rss },
-                description: if retired {
-                    "old generation, draining".into()
-                } else {
-                    String::new()
+            web.push((
+                p.id,
+                pid,
+                ProcessStatus {
+                    name: format!("{WEB}:{}", p.id),
+                    group: WEB.into(),
+                    state: state.name().into(),
+                    pid: Some(pid),
+                    uptime_secs: uptime,
+                    requests: Some(w.requests.load(std::sync::atomic::Ordering::Relaxed)),
+                    rss_bytes: if sb_rss > 0 { Some(sb_rss) } else { rss },
+                    description: description.into(),
                 },
-            });
+            ));
         }
+        // Ids without a process: waiting in BACKOFF (or FATAL).
+        for s in ids
+            .into_iter()
+            .filter(|s| s.pid.is_none() && s.state != State::Stopped)
+        {
+            web.push((
+                s.id,
+                0,
+                ProcessStatus {
+                    name: format!("{WEB}:{}", s.id),
+                    group: WEB.into(),
+                    state: s.state.name().into(),
+                    pid: None,
+                    uptime_secs: None,
+                    requests: None,
+                    rss_bytes: None,
+                    description: s.description,
+                },
+            ));
+        }
+        web.sort_by_key(|(id, pid, _)| (*id, *pid));
+        let mut rows: Vec<ProcessStatus> = web.into_iter().map(|(_, _, row)| row).collect();
         for p in self.programs.processes().iter().filter(|p| !p.removing) {
             let (uptime, rss) = p.pid.map(proc_facts).unwrap_or((None, None));
             rows.push(ProcessStatus {

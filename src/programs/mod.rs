@@ -74,8 +74,10 @@ impl Process {
 fn policy(p: &ProgramConfig) -> Policy {
     Policy {
         startsecs: Duration::from_secs(p.startsecs),
+        wait_ready: false,
         startretries: p.startretries,
-        backoff_step: Duration::from_secs(p.backoffsecs),
+        backoff: machine::Backoff::Linear(Duration::from_secs(p.backoffsecs)),
+        fatal_exitcodes: Vec::new(),
         autorestart: p.autorestart,
         exitcodes: p.exitcodes.clone(),
         stopsignal: p.stopsignal,
