@@ -35,6 +35,18 @@ pub(super) struct Pending {
     reply: Sender<Reply>,
 }
 
+/// The configuration as it reads now: the master's own command line and
+/// environment, with the ini and env files as they are on disk.
+fn read_config_again() -> Result<Box<crate::config::Config>, String> {
+    let args = std::env::args_os().skip(1).collect();
+    let env = std::env::vars_os().collect();
+    match crate::config::load(args, env) {
+        Ok(crate::config::Command::Serve(config)) => Ok(config),
+        Ok(_) => Err("the command line no longer starts a server".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn done(reply: &Sender<Reply>, response: Response) {
     // The client may have gone; nothing to do then.
     let _ = reply.send(Reply::Done(response));
@@ -216,21 +228,10 @@ impl Master {
             }
             Request::Reread | Request::Update => {
                 let apply = matches!(request, Request::Update);
-                match crate::config::sections::load(&self.config.config_files) {
-                    Err(e) => Response::error(FAILURE, e.to_string()),
+                match read_config_again() {
+                    Err(e) => Response::error(FAILURE, e),
                     Ok(_) if apply && stopping => Response::error(FAILURE, "shutting down"),
-                    Ok((programs, _)) => {
-                        let changes = self.programs.update(&programs, apply, now);
-                        if apply {
-                            self.config.programs = programs;
-                        }
-                        let nothing = changes.added.is_empty()
-                            && changes.changed.is_empty()
-                            && changes.removed.is_empty();
-                        let mut r = Response::ok(if nothing { "no changes" } else { "" });
-                        r.changes = serde_json::to_value(&changes).ok();
-                        r
-                    }
+                    Ok(new) => self.reread(*new, apply, now),
                 }
             }
             Request::Shutdown => {
@@ -270,6 +271,40 @@ impl Master {
             }
         };
         done(&reply, response);
+    }
+
+    /// `reread` (`apply` false) and `update`: see [`crate::programs`]. The
+    /// web workers are not restarted; a changed environment reaches them on
+    /// their next reload.
+    fn reread(&mut self, new: crate::config::Config, apply: bool, now: Instant) -> Response {
+        let changes = self
+            .programs
+            .update(&new.programs, &new.sockets, &new.env, apply, now);
+        let mut message = String::new();
+        if changes.is_empty() {
+            message.push_str("no changes");
+        }
+        if apply {
+            self.config.programs = new.programs;
+            self.config.sockets = new.sockets;
+            if new.env != self.config.env {
+                message.push_str(
+                    "programs restarted with the new env; \
+                     the web workers get it on their next reload (capataz ctl reload)",
+                );
+                self.pending_env = Some(super::PendingEnv {
+                    env: new.env,
+                    files: new.env_files,
+                });
+            }
+        }
+        let mut r = if changes.errors.is_empty() {
+            Response::ok(message)
+        } else {
+            Response::error(FAILURE, changes.errors.join("; "))
+        };
+        r.changes = serde_json::to_value(&changes).ok();
+        r
     }
 
     fn scale(&mut self, name: &str, change: &str, stopping: bool) -> Response {

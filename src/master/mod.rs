@@ -94,6 +94,14 @@ struct Master {
     control: Option<crate::control::server::ControlServer>,
     /// `ctl start/stop/restart` requests waiting for their processes.
     pending: Vec<ctl::Pending>,
+    /// The environment `ctl update` read, for the workers' next reload.
+    pending_env: Option<PendingEnv>,
+}
+
+/// `env` entries (with the `env-file` contents) and the files they came from.
+struct PendingEnv {
+    env: Vec<(String, String)>,
+    files: Vec<std::path::PathBuf>,
 }
 
 /// Sends a systemd notification (`Type=notify`) when NOTIFY_SOCKET is set.
@@ -191,6 +199,11 @@ impl Master {
         self.notified_ready = false;
         sd_notify("RELOADING=1");
         tracing::info!("{why}: starting new workers, then draining the old ones");
+        if let Some(pending) = self.pending_env.take() {
+            tracing::info!("the new workers get the env that ctl update read");
+            self.config.env = pending.env;
+            self.config.env_files = pending.files;
+        }
         let old = self.workers.retire_all();
         *self.respawn_reasons.entry("reload").or_default() += old.len() as u64;
         for id in self.workers.restart_all(self.target) {
@@ -738,12 +751,16 @@ pub fn run(config: Config) -> i32 {
     } else {
         config.processes
     };
-    let programs = crate::programs::Supervisor::new(config.env.clone(), shared_sockets);
+    let programs = crate::programs::Supervisor::new(
+        config.env.clone(),
+        crate::programs::sockets::SocketTable::new(&config.sockets, shared_sockets),
+    );
     let worker_policy = supervise::worker_policy(Duration::from_secs(config.worker_reload_mercy));
     let mut master = Master {
         programs,
         control,
         pending: Vec::new(),
+        pending_env: None,
         touch_reload: watchdog::TouchReload::new(&config.touch_reload),
         cheaper: watchdog::Cheaper::new(),
         config,
