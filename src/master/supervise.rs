@@ -279,7 +279,8 @@ impl Workers {
     /// Time-driven supervision, every loop while serving: starts ids
     /// `1..=target` that have no process, marks accepting workers ready,
     /// runs each machine's clock (BACKOFF retries, EXITED respawns), and
-    /// forgets ids above `target` once they have no process.
+    /// forgets ids above `target` (scaled down) once they have no process;
+    /// one in BACKOFF is not retried.
     pub fn tick(
         &mut self,
         target: usize,
@@ -295,8 +296,7 @@ impl Workers {
         for (&id, st) in self.ids.iter_mut() {
             let before = st.machine.state();
             if id > target {
-                // Scaled down while in BACKOFF: do not retry.
-                st.machine.stop(&self.policy, now, None);
+                // Scaled down: its process, retired, drains on its own.
                 continue;
             }
             if let Some(p) = st.pid.and_then(|pid| self.procs.get(&pid)) {
