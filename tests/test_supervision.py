@@ -374,6 +374,28 @@ def test_running_worker_killed_by_signal_is_named_and_respawned_at_once(server_f
     assert get_pid(s) == new
 
 
+def test_reload_waits_until_the_new_generation_is_running(server_factory, sockdir):
+    """A HUP whose new worker crashes right after boot (3 times) does not
+    drain the old one: it keeps serving until the new worker is RUNNING."""
+    counter = sockdir / "boots"
+    s = server_factory(
+        ["--wsgi-file", str(CRASHY_APP), "--processes", "1"],
+        env={"CRASHY_COUNTER": str(counter), "CRASHY_FROM": "2", "CRASHY_TIMES": "3", "CRASHY_AFTER_MS": "100"},
+    )
+    old = get_pid(s)
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    s.wait_log(r"respawning in 0\.4 s \(BACKOFF", since=mark, timeout=10)
+    assert "new workers accepting; draining" not in s.log_since(mark), s.log_since(mark)
+    assert pid_alive(old)
+    s.wait_log(r"new workers accepting; draining 1 old worker", since=mark, timeout=15)
+    log = s.log_since(mark)
+    assert len(re.findall(r"exited with code 3; respawning in", log)) == 3, log
+    assert log.index("is RUNNING") < log.index("new workers accepting; draining"), log
+    wait_for(lambda: not pid_alive(old), 10, f"the old worker {old} to exit", s)
+    assert fetch(s.port, "/boots").body == b"5"
+
+
 # -- zero-downtime reload --------------------------------------------------
 
 

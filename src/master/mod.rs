@@ -43,6 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::programs::machine::State;
 use crate::stats::{MasterView, SocketView, StatsSource, WorkerView};
 use crate::worker::ListenerMeta;
 use scoreboard::{Scoreboard, WorkerState};
@@ -189,7 +190,8 @@ impl Master {
     }
 
     /// Zero-downtime reload: start a new generation now; the old one is told
-    /// to drain once every new worker accepts (see `tick`).
+    /// to drain once every new worker is RUNNING (accepting, and alive for
+    /// `WORKER_STARTSECS`), or after RELOAD_WAIT anyway.
     fn begin_reload(&mut self, why: &str) {
         if self.reload.is_some() {
             tracing::info!("{why}: a reload is already in progress");
@@ -216,10 +218,9 @@ impl Master {
         let Some((_, started)) = &self.reload else {
             return;
         };
-        let ready = self
-            .workers
-            .current()
-            .all(|(_, p)| self.scoreboard.worker(p.slot).state() == WorkerState::Accepting);
+        // Every id RUNNING: accepting, and alive long enough not to be a
+        // generation that crashes right after boot (nor one in BACKOFF).
+        let ready = (1..=self.target).all(|id| self.workers.state(id) == Some(State::Running));
         let timed_out = started.elapsed() >= RELOAD_WAIT;
         if !(ready || timed_out) {
             return;

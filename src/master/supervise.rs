@@ -415,7 +415,6 @@ impl Workers {
     }
 
     /// The state of `id`'s machine.
-    #[cfg(test)]
     pub fn state(&self, id: usize) -> Option<State> {
         self.ids.get(&id).map(|st| st.machine.state())
     }

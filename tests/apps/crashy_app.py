@@ -2,7 +2,8 @@
 for the supervision tests (worker STARTING -> BACKOFF -> RUNNING).
 
 The environment says how: CRASHY_COUNTER is a file counting the boots so
-far (created if missing), CRASHY_TIMES how many boots crash. A crashing
+far (created if missing), CRASHY_TIMES how many boots crash, starting with
+boot number CRASHY_FROM (default 1: the first ones). A crashing
 boot imports fine, so the worker starts accepting, then the process exits
 with code 3 about CRASHY_AFTER_MS (default 200) milliseconds later, well
 within the master's 1 s startsecs. Later boots serve normally:
@@ -15,6 +16,7 @@ import threading
 
 COUNTER = os.environ["CRASHY_COUNTER"]
 TIMES = int(os.environ.get("CRASHY_TIMES", "3"))
+FROM = int(os.environ.get("CRASHY_FROM", "1"))
 AFTER = int(os.environ.get("CRASHY_AFTER_MS", "200")) / 1000.0
 
 # O_APPEND writes are atomic: each boot adds one byte.
@@ -23,7 +25,7 @@ os.write(fd, b".")
 os.close(fd)
 BOOT = os.path.getsize(COUNTER)
 
-if BOOT <= TIMES:
+if FROM <= BOOT < FROM + TIMES:
     threading.Timer(AFTER, os._exit, (3,)).start()
 
 
