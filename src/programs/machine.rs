@@ -6,7 +6,7 @@
 //!            start                 startsecs passed
 //! STOPPED ──────────> STARTING ───────────────────────> RUNNING
 //!   ^                  │   ^                              │ exit
-//!   │          exit    v   │ after n × backoff            v
+//!   │          exit    v   │ after backoff(n)             v
 //!   │  (too soon)   BACKOFF ─── retries > startretries ─> FATAL
 //!   │                                                     (start again by hand)
 //!   │            EXITED <─────────────────────────────────┘
