@@ -22,8 +22,9 @@
 //!   (they all get it), and every program whose command uses a changed
 //!   `[socket:x]`; removed programs are stopped and dropped; added ones are
 //!   added (and started if `autostart`);
-//! - an added `[socket:x]` is bound at once; a removed one is closed once
-//!   no process that uses it is left; a changed one is closed the same way,
+//! - an added `[socket:x]` is bound at once; a removed one is closed (a
+//!   unix socket's file removed, if still ours) once no process that uses
+//!   it is left; a changed one is closed the same way,
 //!   then bound again, and only then are its programs started.
 //!
 //! Where a section is written (its file and line) is not a change.

@@ -18,11 +18,25 @@ pub struct SharedSocket {
     pub fd: OwnedFd,
     /// What it listens on, for logs.
     pub address: String,
+    /// A unix socket's path and the file's (device, inode) as bound, to
+    /// remove it when the socket is closed, if the file is still ours.
+    unix_file: Option<(std::path::PathBuf, (u64, u64))>,
 }
 
 impl SharedSocket {
     pub fn raw(&self) -> (String, RawFd) {
         (self.name.clone(), self.fd.as_raw_fd())
+    }
+
+    /// Removes a unix socket's file, if it is still the one we bound.
+    fn remove_file(&self) {
+        if let Some((path, identity)) = &self.unix_file {
+            if crate::master::listeners::socket_identity(path) == Some(*identity) {
+                if let Err(e) = std::fs::remove_file(path) {
+                    tracing::warn!("shared socket {}: {}: {e}", self.name, path.display());
+                }
+            }
+        }
     }
 }
 
@@ -39,10 +53,12 @@ fn bind_one(config: &SocketConfig) -> io::Result<SharedSocket> {
         socket.bind(&SockAddr::unix(path)?)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777 & !config.umask))?;
         socket.listen(config.backlog as i32)?;
+        let identity = crate::master::listeners::socket_identity(path);
         return Ok(SharedSocket {
             name: config.name.clone(),
             fd: socket.into(),
             address: path.display().to_string(),
+            unix_file: identity.map(|id| (path.clone(), id)),
         });
     }
     let host = config.host.as_deref().unwrap_or("127.0.0.1");
@@ -64,6 +80,7 @@ fn bind_one(config: &SocketConfig) -> io::Result<SharedSocket> {
         name: config.name.clone(),
         fd: socket.into(),
         address: local.to_string(),
+        unix_file: None,
     })
 }
 
@@ -211,6 +228,7 @@ impl SocketTable {
             if close {
                 if let Some(s) = &e.bound {
                     tracing::info!("shared socket {} on {} closed", s.name, s.address);
+                    s.remove_file();
                 }
             }
             !close
@@ -266,6 +284,27 @@ mod tests {
             backlog: 16,
             origin: "test.ini:1".into(),
         }
+    }
+
+    #[test]
+    fn a_removed_unix_socket_leaves_no_file_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let config = SocketConfig {
+            path: Some(path.clone()),
+            host: None,
+            port: None,
+            ..tcp("u", 0)
+        };
+        let configs = vec![config];
+        let mut table = SocketTable::new(&configs, bind_all(&configs).unwrap());
+        assert!(path.exists());
+        let changes = table.diff(&[]);
+        table.apply(&[], &changes);
+        table.settle(|_| true);
+        assert!(path.exists(), "still in use");
+        table.settle(|_| false);
+        assert!(!path.exists());
     }
 
     #[test]
