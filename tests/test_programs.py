@@ -6,6 +6,7 @@ by a program through socket.fromfd."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 import time
@@ -302,6 +303,12 @@ def test_reread_and_update_bind_change_and_close_shared_sockets(server_factory):
 
     assert get(keep).startswith("onkeep from the shared socket")
     assert get(gone).startswith("ongone from the shared socket")
+    # Each program holds only the sockets its command names.
+    keep_fd = re.search(rf"shared socket keep on 127.0.0.1:{keep} \(fd (\d+)\)", srv.log()).group(1)
+    keep_inode = os.readlink(f"/proc/{srv.pid}/fd/{keep_fd}")
+    gone_pid = status(sock)["ongone"]["pid"]
+    held = [os.readlink(f"/proc/{gone_pid}/fd/{n}") for n in os.listdir(f"/proc/{gone_pid}/fd")]
+    assert keep_inode not in held, f"ongone inherited [socket:keep] ({keep_inode}): {held}"
     old_pid = status(sock)["onkeep"]["pid"]
     text = srv.ini.read_text().replace(before, "")
     text += (

@@ -118,7 +118,15 @@ pub fn spawn(
             err_read = Some(r);
         }
     }
-    let inherit: Vec<RawFd> = sockets.iter().map(|(_, fd)| *fd).collect();
+    // Only the sockets its command names: a program holding another
+    // program's socket would keep it listening after `update` closed it,
+    // and block binding its replacement.
+    let named = crate::config::sections::socket_references(&program.command);
+    let inherit: Vec<RawFd> = sockets
+        .iter()
+        .filter(|(name, _)| named.iter().any(|n| n == name))
+        .map(|(_, fd)| *fd)
+        .collect();
     let umask = program.umask;
     // SAFETY: getpid has no preconditions.
     let master = unsafe { libc::getpid() };
