@@ -16,8 +16,9 @@ use super::{Head, Request, Wsgi};
 
 /// Keys the environ template's hash table is sized for: CPython gives 42 a
 /// 64-slot table, all 42 usable. `PyDict_Copy` of the template keeps its
-/// table, so a request adding up to 30 keys to the template's 12 (9 CGI
-/// variables and `wsgi.input`, then one per header) never grows its copy.
+/// table, so a request adding up to 30 keys to the template's 12 (7 CGI
+/// variables, `wsgi.input` and `capataz.input_spooled`, then one per header:
+/// up to 21 headers) never grows its copy.
 /// With a default-sized template, the 22nd key of every request (even wrk's
 /// one-header GET) grew it: 795 of the 4,600 instructions of an environ
 /// build (callgrind).
