@@ -12,7 +12,7 @@
 //!
 //! The `wsgi` module is compiled into this bench from its source (the crate
 //! is a binary, with no library to link against); it needs only
-//! `worker::output` besides.
+//! `worker::output` and `worker::stream` besides.
 
 use std::hint::black_box;
 use std::path::Path;
@@ -27,12 +27,16 @@ use criterion::{criterion_group, criterion_main, Criterion};
 #[path = "../src/worker/output.rs"]
 #[allow(dead_code, unused_imports)]
 mod output;
+#[path = "../src/worker/stream.rs"]
+#[allow(dead_code, unused_imports)]
+mod stream;
 #[path = "../src/wsgi/mod.rs"]
 #[allow(dead_code, unused_imports)]
 mod wsgi;
-/// What `wsgi` reaches as `crate::worker::output`.
+/// What `wsgi` reaches as `crate::worker::{output, stream}`.
 mod worker {
     pub(crate) use crate::output;
+    pub(crate) use crate::stream;
 }
 
 use wsgi::{AppSpec, Body, Head, ListenerEnv, Request, ThreadState, Wsgi};

@@ -127,6 +127,9 @@ pub struct Config {
     pub header_timeout: u64,
     pub body_timeout: u64,
     pub send_timeout: u64,
+    /// `stream-flush-us`: microseconds a streamed chunk may wait to be
+    /// batched with the next ones; 0 sends every chunk at once.
+    pub stream_flush_us: u64,
     /// `keepalive-timeout` (alias `keep-alive`); 0 disables keep-alive.
     pub keepalive_timeout: u64,
     /// Most open connections per worker.
@@ -238,6 +241,7 @@ impl Default for Config {
             header_timeout: 0,
             body_timeout: 0,
             send_timeout: 0,
+            stream_flush_us: 0,
             keepalive_timeout: 0,
             worker_connections: 0,
             worker_reload_mercy: 0,

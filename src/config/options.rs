@@ -742,6 +742,24 @@ pub static OPTIONS: &[OptionSpec] = &[
         },
     },
     OptionSpec {
+        name: "stream-flush-us",
+        aliases: &[],
+        kind: Kind::Uint,
+        group: Group::Timeouts,
+        default: Some("1000"),
+        help: "Microseconds a streamed response chunk may wait to leave with the next ones \
+               (the first chunk, and any after a pause this long, go at once); 0 sends each \
+               chunk at once.",
+        repeats: false,
+        apply: |c, v| {
+            c.stream_flush_us = parse_count(v, 0)?;
+            if c.stream_flush_us > 1_000_000 {
+                return Err("must be at most 1000000 (one second)".into());
+            }
+            Ok(())
+        },
+    },
+    OptionSpec {
         name: "keepalive-timeout",
         aliases: &["keep-alive"],
         kind: Kind::Uint,

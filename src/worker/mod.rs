@@ -19,6 +19,7 @@ pub mod accept;
 pub mod conn;
 pub mod output;
 pub mod poll;
+pub mod stream;
 pub mod trust;
 
 use std::io::Read;
@@ -294,6 +295,7 @@ pub fn run() -> ! {
         trusted_peers: trust::TrustedPeers::new(&cfg.forwarded_allow_ips),
         proxy_protocol: cfg.proxy_protocol,
     });
+    stream::set_delay(cfg.stream_flush_us);
     for (i, (fd, meta)) in shared.listeners.iter().enumerate() {
         use std::os::fd::AsRawFd;
         if let Err(e) = accept::set_nonblocking(fd.as_raw_fd())

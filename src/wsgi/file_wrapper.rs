@@ -66,6 +66,8 @@ pub unsafe fn try_sendfile(
             ex.finish();
             return Ok(true);
         }
+        // Bytes an earlier write() left pending go first.
+        ex.reclaim_stream()?;
         let ts = ffi::PyEval_SaveThread();
         let sent = ex.out.sendfile_blocking(fd as i32, offset, to_send);
         ffi::PyEval_RestoreThread(ts);

@@ -320,6 +320,9 @@ impl Wsgi {
                     outcome.vars = stats.vars;
                     outcome.vars_bytes = stats.bytes;
                     ex.enter(|ex| self.run_app(ex, env));
+                    if ex.reclaim_stream().is_err() {
+                        ex.abort();
+                    }
                 }
                 None => {
                     py::print_error();
@@ -493,7 +496,7 @@ impl Wsgi {
                     ex.send_headers(None)?;
                 }
                 ex.body(py::bytes_of(chunk.as_ptr()))?;
-                ex.send_now()?;
+                ex.stream_chunk()?;
             }
             if !ex.headers_sent {
                 ex.send_headers(Some(0))?;

@@ -18,6 +18,7 @@ use pyo3::ffi;
 
 use super::py::{self, Owned};
 use crate::worker::output::{Output, FLUSH_THRESHOLD};
+use crate::worker::stream::{self, Pushed};
 
 thread_local! {
     static CURRENT: Cell<*mut Exchange<'static>> = const { Cell::new(ptr::null_mut()) };
@@ -58,6 +59,8 @@ pub struct Exchange<'o> {
     pub aborted: bool,
     /// The response goes to a uwsgi front-end: close-delimited, not chunked.
     pub uwsgi: bool,
+    /// A streamed chunk went out (or is pending): later ones may be batched.
+    streamed: bool,
     write_fn: *mut ffi::PyObject,
 }
 
@@ -89,6 +92,7 @@ impl<'o> Exchange<'o> {
             client_gone: false,
             aborted: false,
             uwsgi: false,
+            streamed: false,
             write_fn,
         }
     }
@@ -346,14 +350,22 @@ impl<'o> Exchange<'o> {
         }
     }
 
-    /// Streaming: sends what is buffered now if the socket takes it, so a
-    /// generator's chunks reach the client as they are produced. Never waits.
-    pub fn send_now(&mut self) -> Result<(), ()> {
-        match self.out.write_nonblocking() {
-            Ok(_) => {
+    /// Streaming: a generator's (or `write()`'s) chunk is framed in the
+    /// buffer; it goes out now or joins a batch that leaves within the flush
+    /// delay (see [`crate::worker::stream`]). Never waits for the socket,
+    /// except to keep a long batch under [`FLUSH_THRESHOLD`].
+    ///
+    /// # Safety
+    /// The GIL is held.
+    pub unsafe fn stream_chunk(&mut self) -> Result<(), ()> {
+        let first = !std::mem::replace(&mut self.streamed, true);
+        match stream::push(self.out, first) {
+            Ok(Pushed::Now | Pushed::Deferred) => {
                 self.resp_start = 0;
                 Ok(())
             }
+            // SAFETY: GIL held by the caller.
+            Ok(Pushed::FlushNeeded) => unsafe { self.flush_without_gil() },
             Err(_) => {
                 self.client_gone = true;
                 Err(())
@@ -361,9 +373,23 @@ impl<'o> Exchange<'o> {
         }
     }
 
+    /// Takes back the stream bytes still pending, in front of the buffer:
+    /// before anything else is written and before the response ends.
+    pub fn reclaim_stream(&mut self) -> Result<(), ()> {
+        if !self.streamed {
+            return Ok(());
+        }
+        if stream::reclaim(self.out).is_err() {
+            self.client_gone = true;
+            return Err(());
+        }
+        Ok(())
+    }
+
     /// # Safety
     /// The GIL is held; it is released during the write.
     pub unsafe fn flush_without_gil(&mut self) -> Result<(), ()> {
+        self.reclaim_stream()?;
         // SAFETY: we hold the GIL and take it back before returning.
         let result = unsafe {
             let ts = ffi::PyEval_SaveThread();
@@ -451,8 +477,20 @@ fn is_hop_by_hop(name: &[u8]) -> bool {
     HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
 }
 
-fn current() -> *mut Exchange<'static> {
-    CURRENT.with(|c| c.get())
+/// The exchange the calling app thread is serving, or `None` with a
+/// RuntimeError raised (a callable used after its request ended).
+///
+/// # Safety
+/// The GIL is held; the returned reference is used only within the call.
+unsafe fn current_or_raise(outside: &std::ffi::CStr) -> Option<&'static mut Exchange<'static>> {
+    let ex = CURRENT.with(|c| c.get());
+    if ex.is_null() {
+        // SAFETY: GIL held by the caller.
+        unsafe { py::raise(ffi::PyExc_RuntimeError, outside) };
+        return None;
+    }
+    // SAFETY: CURRENT points to the live exchange of this thread's request.
+    Some(unsafe { &mut *ex })
 }
 
 /// `start_response(status, headers, exc_info=None)` (METH_FASTCALL).
@@ -467,15 +505,9 @@ pub unsafe extern "C" fn start_response(
     // SAFETY: GIL held (CPython calls us); args has nargs entries; the
     // current exchange outlives the app call that reaches here.
     unsafe {
-        let ex = current();
-        if ex.is_null() {
-            py::raise(
-                ffi::PyExc_RuntimeError,
-                c"start_response() called outside of a request",
-            );
+        let Some(ex) = current_or_raise(c"start_response() called outside of a request") else {
             return ptr::null_mut();
-        }
-        let ex = &mut *ex;
+        };
         if !(2..=3).contains(&nargs) {
             py::raise(
                 ffi::PyExc_TypeError,
@@ -558,15 +590,9 @@ pub unsafe extern "C" fn write(
 ) -> *mut ffi::PyObject {
     // SAFETY: as in start_response.
     unsafe {
-        let ex = current();
-        if ex.is_null() {
-            py::raise(
-                ffi::PyExc_RuntimeError,
-                c"write() called outside of a request",
-            );
+        let Some(ex) = current_or_raise(c"write() called outside of a request") else {
             return ptr::null_mut();
-        }
-        let ex = &mut *ex;
+        };
         if ffi::PyBytes_Check(data) == 0 {
             py::raise(ffi::PyExc_TypeError, c"write() argument must be bytes");
             return ptr::null_mut();
@@ -578,7 +604,7 @@ pub unsafe extern "C" fn write(
         if !ex.headers_sent && ex.send_headers(None).is_err() {
             return ptr::null_mut();
         }
-        if ex.body(py::bytes_of(data)).is_err() || ex.send_now().is_err() {
+        if ex.body(py::bytes_of(data)).is_err() || ex.stream_chunk().is_err() {
             py::raise(ffi::PyExc_OSError, c"client disconnected");
             return ptr::null_mut();
         }

@@ -71,8 +71,8 @@ def pid_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def children(pid: int) -> list[int]:
-    """Live (non-zombie) child pids of pid, found by scanning /proc."""
+def _live_processes() -> list[tuple[int, list[str]]]:
+    """(pid, /proc/PID/stat fields after the command) of every live process."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -83,27 +83,19 @@ def children(pid: int) -> list[int]:
         except OSError:
             continue
         fields = stat.rsplit(")", 1)[1].split()
-        state, ppid = fields[0], int(fields[1])
-        if ppid == pid and state not in ("Z", "X"):
-            out.append(int(entry))
-    return sorted(out)
+        if fields[0] not in ("Z", "X"):
+            out.append((int(entry), fields))
+    return out
+
+
+def children(pid: int) -> list[int]:
+    """Live (non-zombie) child pids of pid, found by scanning /proc."""
+    return sorted(p for p, fields in _live_processes() if int(fields[1]) == pid)
 
 
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes whose process group is pgid."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            out.append(int(entry))
-    return out
+    return [p for p, fields in _live_processes() if int(fields[2]) == pgid]
 
 
 def probe_http(port: int, timeout: float = 1.0, path: str = "/") -> bytes | None:
