@@ -5,9 +5,18 @@
 //! buffer fills or the thread goes idle, so lines from threads and processes
 //! never interleave mid-line and a busy server does not pay a syscall per
 //! request. The line is uWSGI's default shape.
+//!
+//! Both go to the *log destination* ([`log_fd`]): fd 2 (stderr, or the
+//! `logto` file put there) in the master. In a worker whose stdout/stderr
+//! the master captures (`log-master`, the default; see
+//! [`crate::master::worker_output`]), fds 1 and 2 are a pipe to the master
+//! and the log destination is a duplicate of the master's fd 2, so the
+//! access log and the worker's own server log skip the pipe entirely.
 
 use std::collections::VecDeque;
 use std::io::Write;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,14 +34,85 @@ pub fn recent(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// stderr, and (in the master) a copy of each line into [`RECENT`].
+/// Where this process's server log and access log go (see the module doc).
+static LOG_FD: AtomicI32 = AtomicI32::new(2);
+/// The log destination is a pipe (or socket), where only writes of up to
+/// `PIPE_BUF` bytes are atomic; refreshed whenever the destination changes.
+static LOG_IS_PIPE: AtomicBool = AtomicBool::new(false);
+
+/// The descriptor of the log destination.
+pub fn log_fd() -> RawFd {
+    LOG_FD.load(Ordering::Relaxed)
+}
+
+/// Makes `fd` this process's log destination (a worker with captured
+/// output, before its first log line).
+pub fn set_log_fd(fd: RawFd) {
+    LOG_FD.store(fd, Ordering::Relaxed);
+    refresh_destination();
+}
+
+/// Re-reads what kind of file the log destination is.
+fn refresh_destination() {
+    // SAFETY: fstat into a zeroed stat; a bad fd just fails.
+    let is_pipe = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        libc::fstat(log_fd(), &mut st) == 0
+            && matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK)
+    };
+    LOG_IS_PIPE.store(is_pipe, Ordering::Relaxed);
+}
+
+/// Writes whole lines to the log destination so they can never be spliced
+/// with other processes' lines: one `write_all` for a file (O_APPEND, or a
+/// shared offset, keeps each write whole); for a pipe, pieces of at most
+/// `PIPE_BUF` bytes cut at line ends (a single longer line goes alone).
+pub fn write_log_lines(buf: &[u8]) -> std::io::Result<()> {
+    // SAFETY: the log fd stays open for the life of the process (it is only
+    // ever replaced with dup2); ManuallyDrop keeps File from closing it.
+    let mut out = std::mem::ManuallyDrop::new(unsafe {
+        <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(log_fd())
+    });
+    if !LOG_IS_PIPE.load(Ordering::Relaxed) || buf.len() <= libc::PIPE_BUF {
+        return out.write_all(buf);
+    }
+    for piece in pipe_sized_pieces(buf) {
+        out.write_all(piece)?;
+    }
+    Ok(())
+}
+
+/// `buf` cut after newlines into pieces of at most `PIPE_BUF` bytes where
+/// possible; a line longer than that is a piece of its own.
+fn pipe_sized_pieces(mut buf: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        if buf.is_empty() {
+            return None;
+        }
+        let window = &buf[..buf.len().min(libc::PIPE_BUF)];
+        let end = if window.len() == buf.len() {
+            buf.len()
+        } else {
+            match memchr::memrchr(b'\n', window) {
+                Some(nl) => nl + 1,
+                None => memchr::memchr(b'\n', buf).map_or(buf.len(), |nl| nl + 1),
+            }
+        };
+        let (piece, rest) = buf.split_at(end);
+        buf = rest;
+        Some(piece)
+    })
+}
+
+/// The log destination, and (in the master) a copy of each line into [`RECENT`].
 struct Tee {
     keep: bool,
 }
 
 impl Write for Tee {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        std::io::stderr().write_all(buf)?;
+        // tracing-subscriber hands over one whole event per write.
+        write_log_lines(buf)?;
         if self.keep {
             let mut ring = RECENT.lock().unwrap_or_else(|p| p.into_inner());
             for line in String::from_utf8_lossy(buf).lines() {
@@ -46,12 +126,13 @@ impl Write for Tee {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        Ok(())
     }
 }
 
 /// Sets up `tracing` for the master or a worker.
 pub fn init(role: &str) {
+    refresh_destination();
     let role = role.to_string();
     let keep = role == "master";
     let _ = tracing_subscriber::fmt()
@@ -172,6 +253,8 @@ pub struct RequestLine<'a> {
     pub headers: usize,
     pub headers_bytes: usize,
     pub core: usize,
+    /// The body went out with sendfile (a static file, `wsgi.file_wrapper`).
+    pub via_sendfile: bool,
     /// The request's headers (`log-format`'s `%({name}i)s`).
     pub header: &'a dyn HeaderLookup,
     /// The encoded response head, if still in the output buffer
@@ -199,6 +282,8 @@ pub struct LogSettings {
     pub date: Option<std::ffi::CString>,
     pub micros: bool,
     pub memory_report: bool,
+    /// `log-sendfile`: log sendfile requests even with `disable-logging`.
+    pub sendfile: bool,
 }
 
 /// The shape of a request line.
@@ -246,6 +331,7 @@ impl LogSettings {
                 .and_then(|d| std::ffi::CString::new(d).ok()),
             micros: cfg.log_micros,
             memory_report: cfg.memory_report,
+            sendfile: cfg.log_sendfile,
         }
     }
 
@@ -260,11 +346,14 @@ impl LogSettings {
     /// Whether any request may be logged (the hot path skips the log
     /// entirely otherwise).
     pub fn any(&self) -> bool {
-        self.all || self.log_4xx || self.log_5xx || self.slow_ms > 0
+        self.all || self.log_4xx || self.log_5xx || self.slow_ms > 0 || self.sendfile
     }
 
-    fn wants(&self, status: u16, micros: u64) -> bool {
+    /// uWSGI's conditional logging: everything, or only what a `log-*`
+    /// option asks for.
+    fn wants(&self, status: u16, micros: u64, via_sendfile: bool) -> bool {
         self.all
+            || (self.sendfile && via_sendfile)
             || (self.log_4xx && (400..500).contains(&status))
             || (self.log_5xx && status >= 500)
             || (self.slow_ms > 0 && micros >= self.slow_ms.saturating_mul(1000))
@@ -509,7 +598,7 @@ impl AccessLog {
 
     /// Logs one request, if the settings want it.
     pub fn request(&mut self, l: RequestLine<'_>) {
-        if !self.settings.wants(l.status, l.micros) {
+        if !self.settings.wants(l.status, l.micros, l.via_sendfile) {
             return;
         }
         if self.settings.is_plain() {
@@ -641,21 +730,24 @@ impl AccessLog {
         b.extend_from_slice(b"}\n");
     }
 
-    /// Writes buffered lines with one syscall.
+    /// Writes buffered lines with one syscall (straight to the log
+    /// destination, never through the master's output pipe).
     pub fn flush(&mut self) {
         if self.buf.is_empty() {
             return;
         }
-        let _ = std::io::stderr().lock().write_all(&self.buf);
+        let _ = write_log_lines(&self.buf);
         self.buf.clear();
     }
 }
 
-/// Opens `path` for appending (created 0644 if missing) and puts it on fds
-/// 1 and 2, so this process's server log, access log and anything written to
-/// stdout/stderr (Python's print and tracebacks, in a worker) go there. Every
-/// access-log flush is whole lines in one write(2) to an O_APPEND file, so
-/// they never interleave with other processes' lines.
+/// Opens `path` for appending (created 0644 if missing) and puts it on the
+/// log destination: fds 1 and 2 when that is fd 2 (the master, or a worker
+/// without captured output, whose print() and tracebacks then go there
+/// directly), else on the worker's own log fd (its fds 1 and 2 are the pipe
+/// to the master and stay so). Every access-log flush is whole lines in one
+/// write(2) to an O_APPEND file, so they never interleave with other
+/// processes' lines.
 pub fn open_logto(path: &std::path::Path) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
@@ -664,12 +756,16 @@ pub fn open_logto(path: &std::path::Path) -> std::io::Result<()> {
         .create(true)
         .mode(0o644)
         .open(path)?;
-    for target in [1, 2] {
-        // SAFETY: dup2 onto the standard descriptors, which we own.
+    let fd = log_fd();
+    let targets: &[RawFd] = if fd == 2 { &[1, 2] } else { &[fd] };
+    for &target in targets {
+        // SAFETY: dup2 onto the standard descriptors or our log fd, which
+        // we own.
         if unsafe { libc::dup2(file.as_raw_fd(), target) } < 0 {
             return Err(std::io::Error::last_os_error());
         }
     }
+    refresh_destination();
     Ok(())
 }
 
@@ -754,6 +850,7 @@ mod tests {
             headers: 2,
             headers_bytes: 79,
             core: 0,
+            via_sendfile: false,
             header: &NoHeaders,
             response_head: b"",
         });
@@ -798,6 +895,7 @@ mod tests {
             headers: 2,
             headers_bytes: 79,
             core: 3,
+            via_sendfile: false,
             header,
             response_head:
                 b"HTTP/1.0 201 Created\r\nContent-Type: text/html\r\nLocation: /x\r\n\r\nbody",
@@ -992,6 +1090,31 @@ mod tests {
         shift_backups(&path, 0);
         assert!(!path.exists());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn pipe_pieces_are_whole_lines_of_at_most_pipe_buf() {
+        let mut buf = Vec::new();
+        for i in 0..200 {
+            buf.extend_from_slice(format!("line {i} {}\n", "z".repeat(i * 7 % 300)).as_bytes());
+        }
+        let long = format!("{}\n", "L".repeat(libc::PIPE_BUF * 2));
+        buf.extend_from_slice(long.as_bytes());
+        buf.extend_from_slice(b"tail\n");
+        let pieces: Vec<&[u8]> = pipe_sized_pieces(&buf).collect();
+        assert_eq!(pieces.concat(), buf);
+        for p in &pieces {
+            assert!(p.ends_with(b"\n"));
+            assert!(
+                p.len() <= libc::PIPE_BUF || p == &long.as_bytes(),
+                "{}",
+                p.len()
+            );
+        }
+        assert!(pieces.len() > 3);
+        // An unterminated rest still comes out.
+        let odd = [&b"a\n"[..], &[b'b'; libc::PIPE_BUF + 1][..]].concat();
+        assert_eq!(pipe_sized_pieces(&odd).collect::<Vec<_>>().concat(), odd);
     }
 
     #[test]

@@ -9,15 +9,21 @@ GET /hello?x=1 => generated 13 bytes in 0 msecs (HTTP/1.1 200) 2 headers in 79 b
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
 import requests
 
 from support.rawhttp import Conn, ConnectionClosedEarly, request_bytes
-from support.server import Server, plain_args
+from support.ctl import start_with
+from support.server import APPS, Server, capataz_bin, clean_env, free_port, plain_args, probe_http, wait_file
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +201,259 @@ def test_header_timeout_is_logged(srv):
         conn.send(b"GET / HTTP/1.1\r\nHo")
         conn.wait_closed(6)
     srv.wait_log(r"(?i)\b408\b|time(d)?[ -]?out", since=mark, timeout=3)
+
+
+# -- workers' stdout/stderr, relayed by the master (issue 7 item 1, last bullet)
+#
+# Every line a worker (or the app, or a process the app starts) writes to
+# fd 1 or 2 reaches the log as "[worker ID|pid PID] <line>", one write per
+# batch of whole lines, so lines are never spliced. The access log does not
+# take that path: its lines keep their plain "[pid: ..." start.
+
+OUTPUT_APP = str(APPS / "output_app.py")
+PREFIXED = r"^\[worker (?P<id>\d+)\|pid (?P<pid>\d+)\] "
+
+
+def output_args(*extra: str) -> list[str]:
+    return ["--wsgi-file", OUTPUT_APP, *extra]
+
+
+def get_pid(srv) -> int:
+    return int(requests.get(f"{srv.url}/pid", timeout=5).text)
+
+
+def prefixed(text: str, rest: str, pid: int | None = None) -> re.Match | None:
+    m = re.search(PREFIXED + rest + "$", text, re.M)
+    if m and pid is not None:
+        assert int(m["pid"]) == pid, m.group(0)
+    return m
+
+
+def test_worker_output_is_prefixed_with_worker_and_pid(server_factory):
+    """print(), sys.stderr, a line written in pieces, a warning, a traceback and
+    a child process's output all arrive whole, with the worker's prefix."""
+    s = server_factory(output_args("--processes", "1"))
+    pid = get_pid(s)
+    mark = s.mark()
+    for path in ("print", "partial", "warn", "child"):
+        assert requests.get(f"{s.url}/{path}", params={"tag": "t1"}, timeout=5).status_code == 200
+    assert requests.get(f"{s.url}/raise", params={"tag": "t1"}, timeout=5).status_code == 500
+    s.wait_log(PREFIXED + r"RuntimeError: raised-t1$", since=mark, flags=re.M)
+    text = s.log_since(mark)
+    for rest in (
+        r"print-t1",
+        r"stderr-t1",
+        r"partial-t1-a-b-c-end",
+        r".*UserWarning: warned-t1",
+        r"child-t1",
+        r"Traceback \(most recent call last\):",
+        r'  File ".*output_app\.py", line \d+, in application',
+    ):
+        assert prefixed(text, rest, pid), f"{rest!r} not prefixed in:\n{text}"
+    assert prefixed(text, r"\[worker 1\|pid \d+\] .*", None) is None, "prefixed twice"
+    # The access log went straight to the log, not through the relay.
+    assert re.search(r"^\[pid: \d+\|app: 0\|req: \d+/\d+\] .* GET /print\?tag=t1 ", text, re.M), text
+    assert not re.search(r"^\[worker \d+\|pid \d+\] \[pid: ", text, re.M), text
+    # So did the worker's own server log.
+    assert not re.search(r"^\[worker \d+\|pid \d+\] \[.*\] capataz worker", s.log(), re.M)
+
+
+def test_long_line_is_cut_with_a_marker_and_nothing_is_lost(server_factory):
+    s = server_factory(output_args("--processes", "1"))
+    pid = get_pid(s)
+    mark = s.mark()
+    n = 150_000
+    requests.get(f"{s.url}/long", params={"tag": "big", "n": n}, timeout=5)
+    s.wait_log(PREFIXED + r"x+$", since=mark, flags=re.M)
+    time.sleep(0.3)
+    pieces = [
+        ln for ln in s.log_since(mark).splitlines() if ln.startswith(f"[worker 1|pid {pid}] ") and "x" * 50 in ln
+    ]
+    prefix = f"[worker 1|pid {pid}] "
+    assert len(pieces) == 3, [len(p) for p in pieces]
+    assert all(p.endswith(" [line continues]") for p in pieces[:2])
+    joined = "".join(p[len(prefix):].removesuffix(" [line continues]") for p in pieces)
+    assert joined == "long-big:" + "x" * n
+
+
+def test_concurrent_workers_and_threads_never_splice_lines(server_factory):
+    """Two workers, four threads each writing to fd 1 and fd 2 at once: every
+    line arrives whole, under its own worker's prefix, and none is lost."""
+    s = server_factory(output_args("--processes", "2", "--threads", "1"))
+    mark = s.mark()
+    requests_n, threads, lines = 6, 4, 150
+    with ThreadPoolExecutor(requests_n) as pool:
+        codes = list(
+            pool.map(
+                lambda i: requests.get(
+                    f"{s.url}/burst", params={"tag": f"r{i}", "threads": threads, "lines": lines}, timeout=30
+                ).status_code,
+                range(requests_n),
+            )
+        )
+    assert codes == [200] * requests_n
+    want = requests_n * threads * lines
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and s.log_since(mark).count("-end\n") < want:
+        time.sleep(0.1)
+    text = s.log_since(mark)
+    rx = re.compile(PREFIXED + r"burst-(?P<tag>r\d+)-(?P<wpid>\d+)-(?P<t>\d+)-(?P<i>\d+)-y{200}-end$")
+    seen = set()
+    pids = set()
+    for line in text.splitlines():
+        if "burst-" not in line and not re.search(r"y{10}", line):
+            continue
+        m = rx.match(line)
+        assert m, f"spliced or unprefixed line: {line[:300]!r}"
+        assert m["pid"] == m["wpid"], line
+        seen.add((m["tag"], m["t"], m["i"]))
+        pids.add(m["pid"])
+    assert len(seen) == want, f"{want - len(seen)} lines lost"
+    assert len(pids) == 2, f"only {pids} wrote; the test wants both workers"
+
+
+def test_no_line_is_spliced_when_the_log_is_a_pipe(tmp_path):
+    """On a pipe only writes of up to PIPE_BUF bytes are atomic: relayed
+    output and access-log flushes from two workers, all on one stderr pipe,
+    still arrive as whole lines."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(capataz_bin()), "--http", f"127.0.0.1:{port}", *output_args("--processes", "2")],
+        cwd=tmp_path,
+        env=clean_env(),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    chunks: list[bytes] = []
+    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read(65536), b"")))
+    reader.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not probe_http(port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}"
+
+        def work(i):
+            requests.get(f"{url}/burst", params={"tag": f"p{i}", "threads": 3, "lines": 100}, timeout=30)
+            for _ in range(40):
+                requests.get(f"{url}/pid", params={"pad": "q" * 300}, timeout=5)
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(work, range(4)))
+        time.sleep(1.5)  # idle workers flush their access logs
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            reader.join(10)
+    text = b"".join(chunks).decode("utf-8", "replace")
+    burst = re.compile(PREFIXED + r"burst-p\d+-(?P<wpid>\d+)-\d+-\d+-y{200}-end$")
+    access = re.compile(r"^\[pid: \d+\|app: 0\|req: \d+/\d+\] 127\.0\.0\.1 .* \(1 switches on core 0\)$")
+    n_burst = n_access = 0
+    for line in text.splitlines():
+        if "burst-" in line or "y" * 20 in line:
+            m = burst.match(line)
+            assert m and m["pid"] == m["wpid"], f"spliced: {line[:300]!r}"
+            n_burst += 1
+        elif "[pid: " in line or "q" * 20 in line:
+            assert access.match(line), f"spliced: {line[:300]!r}"
+            n_access += 1
+    assert n_burst == 4 * 3 * 100
+    assert n_access >= 4 * 41
+    assert text.count(" GET /pid?pad=q") == 4 * 40 and text.count(" GET /burst?tag=p") == 4
+
+
+def test_worker_dying_mid_line_is_flushed_then_respawned(server_factory):
+    s = server_factory(output_args("--processes", "1"))
+    old = get_pid(s)
+    mark = s.mark()
+    try:
+        requests.get(f"{s.url}/crash", params={"tag": "c1"}, timeout=5)
+    except requests.RequestException:
+        pass
+    m = s.wait_log(PREFIXED + r"crash-c1-half$", since=mark, flags=re.M)
+    assert int(m["pid"]) == old
+    s.wait_log(r"spawned worker 1", since=mark)
+    deadline = time.monotonic() + 10
+    new = old
+    while new == old and time.monotonic() < deadline:
+        try:
+            new = get_pid(s)
+        except requests.RequestException:
+            time.sleep(0.1)
+    assert new != old
+    mark = s.mark()
+    requests.get(f"{s.url}/print", params={"tag": "c2"}, timeout=5)
+    m = s.wait_log(PREFIXED + r"print-c2$", since=mark, flags=re.M)
+    assert (m["id"], int(m["pid"])) == ("1", new)
+
+
+def test_reload_relays_both_generations(server_factory):
+    s = server_factory(output_args("--processes", "1"))
+    old = get_pid(s)
+    requests.get(f"{s.url}/print", params={"tag": "gen1"}, timeout=5)
+    s.wait_log(rf"^\[worker 1\|pid {old}\] print-gen1$", flags=re.M)
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    s.wait_log(r"draining 1 old worker", since=mark, timeout=20)
+    deadline = time.monotonic() + 10
+    new = old
+    while new == old and time.monotonic() < deadline:
+        new = get_pid(s)
+        time.sleep(0.05)
+    assert new != old
+    requests.get(f"{s.url}/print", params={"tag": "gen2"}, timeout=5)
+    s.wait_log(rf"^\[worker 1\|pid {new}\] print-gen2$", since=mark, flags=re.M)
+
+
+def test_output_relay_follows_logto_and_usr1(server_factory, tmp_path):
+    """The relayed lines go where the master logs: the logto file, and after
+    logrotate moves it and sends USR1, the fresh file."""
+    logf = tmp_path / "relay.log"
+    s = server_factory(output_args("--processes", "2", "--logto", str(logf)))
+    requests.get(f"{s.url}/print", params={"tag": "before"}, timeout=5)
+    wait_file(logf, PREFIXED + r"print-before$")
+    os.rename(logf, tmp_path / "relay.log.1")
+    s.signal(signal.SIGUSR1)
+    wait_file(logf, r"SIGUSR1: reopened")
+    requests.get(f"{s.url}/print", params={"tag": "after"}, timeout=5)
+    wait_file(logf, PREFIXED + r"print-after$")
+    assert "print-after" not in (tmp_path / "relay.log.1").read_text()
+    assert "print-" not in s.log(), "nothing relayed to the old stderr"
+
+
+def test_log_master_off_leaves_output_unprefixed(server_factory):
+    s = server_factory(output_args("--processes", "1", "--log-master=false"))
+    mark = s.mark()
+    requests.get(f"{s.url}/print", params={"tag": "raw"}, timeout=5)
+    s.wait_log(r"^print-raw$", since=mark, flags=re.M)
+    assert "[worker 1|pid" not in s.log()
+
+
+def test_usr1_reopens_side_program_log_files(server_factory):
+    """Issue 6: logrotate moves a [program:x] log file and sends USR1; the
+    program's next lines go to a fresh file at the original path."""
+    srv, _ = start_with(
+        server_factory,
+        "[program:ticker]\n"
+        "command = sh -c 'i=0; while true; do i=$((i+1)); echo tick-$i; sleep 0.1; done'\n"
+        "stdout_logfile = %(here)s/ticker.log\n",
+    )
+    log = srv.dir / "ticker.log"
+    wait_file(log, r"^tick-3$")
+    os.rename(log, srv.dir / "ticker.log.1")
+    time.sleep(0.3)
+    srv.signal(signal.SIGUSR1)
+    m = wait_file(log, r"^tick-(\d+)$")
+    moved = (srv.dir / "ticker.log.1").read_text().split()
+    first_new = int(m[1])
+    # Nothing lost, nothing doubled: the old file ends where the new one starts.
+    assert moved[-1] == f"tick-{first_new - 1}", (moved[-3:], first_new)
+    assert srv.proc.poll() is None

@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 
+import pytest
 import requests
 
 from support.ctl import ctl, start_with, status, wait_state
@@ -163,23 +164,29 @@ def test_programs_die_with_the_master(server_factory):
     wait_for(lambda: not pid_alive(pid), timeout=5, what="the program to die with the master")
 
 
+# An HTTP server on an inherited socket: `fdserver.py FD [TAG]` answers
+# "TAG from the shared socket fd FD".
+FD_SERVER_PY = (
+    "import socket, sys, http.server\n"
+    "fd = int(sys.argv[1])\n"
+    "tag = sys.argv[2].encode() + b' ' if len(sys.argv) > 2 else b''\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        body = tag + b'from the shared socket fd %d' % fd\n"
+    "        self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()\n"
+    "        self.wfile.write(body)\n"
+    "class S(http.server.HTTPServer):\n"
+    "    def server_bind(self): pass\n"
+    "    def server_activate(self): pass\n"
+    "srv = S(('127.0.0.1', 0), H, bind_and_activate=False)\n"
+    "srv.socket = socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM)\n"
+    "srv.serve_forever()\n"
+)
+
+
 def test_shared_socket_served_by_a_program_via_fromfd(server_factory):
     port = free_port()
-    server_py = (
-        "import socket, sys, http.server\n"
-        "fd = int(sys.argv[1])\n"
-        "class H(http.server.BaseHTTPRequestHandler):\n"
-        "    def do_GET(self):\n"
-        "        body = b'from the shared socket fd %d' % fd\n"
-        "        self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers()\n"
-        "        self.wfile.write(body)\n"
-        "class S(http.server.HTTPServer):\n"
-        "    def server_bind(self): pass\n"
-        "    def server_activate(self): pass\n"
-        "srv = S(('127.0.0.1', 0), H, bind_and_activate=False)\n"
-        "srv.socket = socket.fromfd(fd, socket.AF_INET, socket.SOCK_STREAM)\n"
-        "srv.serve_forever()\n"
-    )
+    server_py = FD_SERVER_PY
     srv, sock = start_with(
         server_factory,
         f"[socket:web2]\nhost = 127.0.0.1\nport = {port}\n"
@@ -222,3 +229,131 @@ def test_env_file_reaches_workers_and_programs(server_factory, tmp_path):
     )
     assert requests.get(srv.url + "/", timeout=5).text == "hello env"
     wait_for(lambda: lines(srv.dir / "env.txt") == ["hello env/1/a,b"], what="the program's env")
+
+
+# -- reread / update of env-file and [socket:x] ------------------------------
+
+
+def reread_lines(sock) -> list[str]:
+    r = ctl(sock, "reread")
+    assert r.returncode == 0, r
+    return sorted(line for line in r.stdout.splitlines() if line)
+
+
+def test_reread_and_update_pick_up_a_changed_env_file(server_factory, tmp_path):
+    """Issue 6 item 5 with reread/update: a changed env-file is reported
+    (`env: changed`, and every program, since they all get it); update
+    restarts the programs with the new values; the web workers keep theirs
+    until their next reload, then have the new ones too."""
+    app = tmp_path / "envapp.py"
+    app.write_text(
+        "import os\n"
+        "def application(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
+        "    return [os.environ.get('FROM_ENV_FILE', 'unset').encode()]\n"
+    )
+    envfile = tmp_path / "app.env"
+    envfile.write_text("FROM_ENV_FILE=one\n")
+    srv, sock = start_with(
+        server_factory,
+        "[program:envy]\ncommand = sh -c 'echo \"$FROM_ENV_FILE\" >> %(here)s/env.txt; sleep 600'\n",
+        extra=f"env-file = {envfile}\n",
+        app=app,
+    )
+    wait_for(lambda: lines(srv.dir / "env.txt") == ["one"], what="the program's first env")
+    assert reread_lines(sock) == ["no changes"]
+    envfile.write_text("FROM_ENV_FILE=two\n")
+    assert reread_lines(sock) == ["env: changed", "envy: changed"]
+    assert lines(srv.dir / "env.txt") == ["one"], "reread changes nothing"
+    old = status(sock)["envy"]["pid"]
+    r = ctl(sock, "update")
+    assert r.returncode == 0 and "next reload" in r.stdout, r
+    wait_for(lambda: lines(srv.dir / "env.txt") == ["one", "two"], what="the program restarted with the new env")
+    row = wait_state(sock, "envy", "RUNNING")
+    assert row["pid"] != old
+    assert "no changes" in ctl(sock, "reread").stdout
+    assert requests.get(srv.url + "/", timeout=5).text == "one", "workers keep their env until a reload"
+    mark = srv.mark()
+    assert ctl(sock, "reload").returncode == 0
+    srv.wait_log("new workers accepting; draining", since=mark, timeout=15)
+    assert requests.get(srv.url + "/", timeout=5).text == "two"
+
+
+def test_reread_and_update_bind_change_and_close_shared_sockets(server_factory):
+    """Issue 6 item 3 with reread/update: an added [socket:x] is bound and
+    its program serves on it; a changed one (here: same port, new backlog,
+    which cannot be bound while the old one listens) is closed once its
+    program stopped, bound again, and its program restarted on it; a
+    removed one is closed once its program is gone."""
+    keep, gone, new = free_port(), free_port(), free_port()
+    prog = "[program:{p}]\ncommand = {py} %(here)s/fdserver.py $(capataz.sockets.{s}) {p}\n"
+    before = (
+        f"[socket:keep]\nhost = 127.0.0.1\nport = {keep}\n"
+        f"[socket:gone]\nhost = 127.0.0.1\nport = {gone}\n"
+        + prog.format(p="onkeep", py=PY, s="keep")
+        + prog.format(p="ongone", py=PY, s="gone")
+    )
+    srv, sock = start_with(server_factory, before)
+    (srv.dir / "fdserver.py").write_text(FD_SERVER_PY)
+    assert ctl(sock, "restart", "all").returncode == 0
+
+    def get(port):
+        return requests.get(f"http://127.0.0.1:{port}/", timeout=5).text
+
+    assert get(keep).startswith("onkeep from the shared socket")
+    assert get(gone).startswith("ongone from the shared socket")
+    old_pid = status(sock)["onkeep"]["pid"]
+    text = srv.ini.read_text().replace(before, "")
+    text += (
+        f"[socket:keep]\nhost = 127.0.0.1\nport = {keep}\nbacklog = 64\n"
+        f"[socket:fresh]\nhost = 127.0.0.1\nport = {new}\n"
+        + prog.format(p="onkeep", py=PY, s="keep")
+        + prog.format(p="onfresh", py=PY, s="fresh")
+    )
+    srv.ini.write_text(text)
+    assert reread_lines(sock) == sorted(
+        ["onkeep: changed", "socket:keep: changed", "onfresh: added", "socket:fresh: added", "ongone: removed", "socket:gone: removed"]
+    )
+    assert get(gone).startswith("ongone"), "reread changes nothing"
+    mark = srv.mark()
+    r = ctl(sock, "update")
+    assert r.returncode == 0, r
+    row = wait_state(sock, "onkeep", "RUNNING")
+    assert row["pid"] != old_pid
+    wait_state(sock, "onfresh", "RUNNING")
+    assert get(keep).startswith("onkeep from the shared socket")
+    assert get(new).startswith("onfresh from the shared socket")
+    wait_for(lambda: "ongone" not in status(sock), what="ongone to be removed")
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://127.0.0.1:{gone}/", timeout=5)
+    log = srv.log_since(mark)
+    assert f"shared socket gone on 127.0.0.1:{gone} closed" in log
+    # The old `keep` is closed before the new one is bound on the same port.
+    closed = log.index(f"shared socket keep on 127.0.0.1:{keep} closed")
+    assert log.index(f"shared socket keep on 127.0.0.1:{keep} (fd", closed) > closed
+    assert "no changes" in ctl(sock, "reread").stdout
+
+
+def test_update_reports_a_socket_that_cannot_be_bound(server_factory):
+    """An added [socket:x] whose address is taken: update fails (exit 1)
+    naming it; its program cannot start and says why."""
+    import socket as pysocket
+
+    taken = pysocket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        srv, sock = start_with(server_factory, "")
+        srv.ini.write_text(
+            srv.ini.read_text()
+            + f"[socket:busy]\nhost = 127.0.0.1\nport = {port}\n"
+            + "[program:onbusy]\ncommand = sleep 600 $(capataz.sockets.busy)\nstartretries = 0\n"
+        )
+        r = ctl(sock, "update")
+        assert r.returncode == 1 and "[socket:busy]" in r.stderr, r
+        assert sorted(line for line in r.stdout.splitlines() if line) == ["onbusy: added", "socket:busy: added"]
+        row = wait_state(sock, "onbusy", "FATAL")
+        assert "[socket:busy] is not bound" in row["description"], row
+    finally:
+        taken.close()

@@ -3,9 +3,11 @@ log-maxsize rotation, log-4xx / log-5xx / log-slow with disable-logging,
 log-format (gunicorn atoms and json), log-date, log-micros, memory-report.
 
 The app's own stdout/stderr (print, tracebacks) go to the logto file too,
-through Python's buffering: a print is one write(2) only when Python flushes
-a whole line at once (line-buffered or flush=True); access-log flushes are
-always whole lines in one write to an O_APPEND file.
+relayed by the master with a "[worker N|pid P] " prefix (tests/test_logging.py
+has the relay's own tests); Python still buffers print() on a pipe unless it
+is flushed (flush=True, or a line-buffered stream). Access-log flushes are
+always whole lines in one write to an O_APPEND file, straight from the
+worker.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from pathlib import Path
 
 import requests
 
-from support.server import run_capataz
+from support.server import plain_args, run_capataz
+from support.server import wait_file as wait_for
 
 APP = '''
 import sys, time
@@ -44,19 +47,6 @@ def app_args(tmp_path: Path, *extra: str) -> list[str]:
     return ["--wsgi-file", str(tmp_path / "rl_app.py"), "--processes", "1", "--threads", "1", *extra]
 
 
-def wait_for(path: Path, pattern: str, timeout: float = 5.0) -> re.Match:
-    rx = re.compile(pattern, re.M)
-    deadline = time.monotonic() + timeout
-    text = ""
-    while time.monotonic() < deadline:
-        text = path.read_text(errors="replace") if path.exists() else ""
-        m = rx.search(text)
-        if m:
-            return m
-        time.sleep(0.05)
-    raise AssertionError(f"{path} did not match {pattern!r}:\n{text[-4000:]}")
-
-
 def get(srv, target, **kw):
     return requests.get(srv.url + target, timeout=5, **kw)
 
@@ -65,8 +55,8 @@ def test_logto_gets_master_worker_access_and_app_output(server_factory, tmp_path
     logf = tmp_path / "app.log"
     srv = server_factory(app_args(tmp_path, "--logto", str(logf)))
     assert get(srv, "/print?one").text == "hi"
-    wait_for(logf, r"^app-says-one$")
-    wait_for(logf, r"^app-err-one$")
+    wait_for(logf, r"^\[worker 1\|pid \d+\] app-says-one$")
+    wait_for(logf, r"^\[worker 1\|pid \d+\] app-err-one$")
     wait_for(logf, r"^\[pid: \d+\|app: 0\|req: \d+/\d+\] 127\.0\.0\.1 .* GET /print\?one => generated 2 bytes")
     text = logf.read_text()
     assert "capataz master[" in text and "capataz worker 1[" in text
@@ -89,7 +79,7 @@ def test_usr1_reopens_after_logrotate_moves_the_file(server_factory, tmp_path):
         if "GET /print?after" in logf.read_text():
             break
         time.sleep(0.1)
-    wait_for(logf, r"^app-says-after$")
+    wait_for(logf, r"^\[worker 1\|pid \d+\] app-says-after$")
     wait_for(logf, r"GET /print\?after")
     assert srv.proc.poll() is None and len(srv.workers()) == 1
 
@@ -185,10 +175,27 @@ def test_log_date_strftime(server_factory, tmp_path):
     srv.wait_log(r"^\d{4}@\d{2} - \[pid: .* GET /d => generated 2 bytes in \d+ msecs", since=mark, flags=re.M)
 
 
-def test_log_master_and_sendfile_still_rejected(tmp_path):
+def test_log_sendfile_logs_static_files_with_logging_disabled(server_factory, tmp_path):
+    """uWSGI's log-sendfile: with disable-logging, requests answered with
+    sendfile (a static-map file) are still logged; others are not."""
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "big.bin").write_bytes(b"z" * 100_000)
+    srv = server_factory(plain_args("--disable-logging", "--log-sendfile", "--static-map", f"/s={static}"))
+    mark = srv.mark()
+    assert len(get(srv, "/s/big.bin").content) == 100_000
+    assert get(srv, "/file").status_code == 200  # wsgi.file_wrapper
+    assert get(srv, "/hello").status_code == 200
+    srv.wait_log(r"GET /s/big\.bin => generated 100000 bytes", since=mark)
+    srv.wait_log(r"GET /file => generated \d+ bytes", since=mark)
+    time.sleep(0.3)
+    assert "GET /hello" not in srv.log_since(mark)
+
+
+def test_log_master_and_log_sendfile_are_accepted(tmp_path):
     for option in ("log-master", "log-sendfile"):
         ini = tmp_path / "uwsgi.ini"
         ini.write_text(f"[uwsgi]\nhttp = :0\nmodule = app\n{option} = true\n")
-        r = run_capataz(["--ini", ini])
-        assert r.returncode == 64
-        assert f"option '{option}' is not supported yet" in r.stderr
+        r = run_capataz(["--ini", ini, "--print-config"])
+        assert r.returncode == 0, r.stderr
+        assert re.search(rf"^{option}\s*=\s*true\b.*uwsgi\.ini:4", r.stdout, re.M), r.stdout

@@ -302,6 +302,100 @@ def test_kill9_worker_under_load(server_factory):
     assert victim not in after
 
 
+# -- worker states (the supervision state machine) ------------------------
+
+CRASHY_APP = APPS / "crashy_app.py"
+
+
+def ctl_rows(sock: Path) -> dict[str, dict]:
+    """`capataz ctl status --json`, by process name ({} if not answering)."""
+    from support.ctl import ctl
+
+    r = ctl(sock, "status", "--json", timeout=10)
+    if r.returncode not in (0, 3) or not r.stdout:
+        return {}
+    return {p["name"]: p for p in json.loads(r.stdout)["processes"]}
+
+
+def test_worker_crash_loop_backs_off_then_runs(server_factory, sockdir):
+    """Issue 4 item 2: a worker that crashes right after boot (4 times here)
+    is STARTING, then BACKOFF with growing delays (0.1, 0.2, 0.4, 0.8 s),
+    shown in the log and in `ctl status`; once it stops crashing it is
+    RUNNING and serves. The crashes happen after the worker accepted, so
+    RUNNING really waits for startsecs too."""
+    sock = sockdir / "ctl.sock"
+    counter = sockdir / "boots"
+    s = server_factory(
+        ["--wsgi-file", str(CRASHY_APP), "--processes", "1", "--control-socket", str(sock)],
+        env={"CRASHY_COUNTER": str(counter), "CRASHY_TIMES": "4", "CRASHY_AFTER_MS": "100"},
+        wait=False,
+    )
+    seen: list[tuple[str, str]] = []
+
+    def running():
+        row = ctl_rows(sock).get("web:1")
+        if row and (not seen or seen[-1][0] != row["state"]):
+            seen.append((row["state"], row["description"]))
+        return row if row and row["state"] == "RUNNING" else None
+
+    row = wait_for(running, 20, "web:1 to be RUNNING", s)
+    states = [state for state, _ in seen]
+    assert "BACKOFF" in states, f"never saw BACKOFF in ctl status: {seen}"
+    assert "exited too quickly (exited with code 3)" in next(d for st, d in seen if st == "BACKOFF"), seen
+    assert states[-1] == "RUNNING" and "RUNNING" not in states[:-1], seen
+    log = s.log()
+    waits = [float(w) for w in re.findall(r"worker 1 \(pid: \d+\) exited with code 3; respawning in ([\d.]+) s \(BACKOFF", log)]
+    assert waits == [0.1, 0.2, 0.4, 0.8], f"backoff delays {waits}\n{log[-3000:]}"
+    assert re.search(rf"worker 1 \(pid: {row['pid']}\) is RUNNING", log), log[-2000:]
+    assert len(re.findall(r"spawned worker 1 ", log)) == 5
+    assert fetch(s.port, "/boots").body == b"5"
+    assert get_pid(s) == row["pid"]
+    assert s.proc.poll() is None
+
+
+def test_running_worker_killed_by_signal_is_named_and_respawned_at_once(server_factory, sockdir):
+    """Issue 4 item 2: a RUNNING worker killed by a signal is EXITED: the
+    log names the signal and it is respawned at once (no backoff), then
+    STARTING and RUNNING again."""
+    sock = sockdir / "ctl.sock"
+    s = server_factory(plain_args("--processes", "1", "--control-socket", str(sock)))
+    row = wait_for(lambda: (ctl_rows(sock).get("web:1") or {}).get("state") == "RUNNING" and ctl_rows(sock)["web:1"], 10, "RUNNING", s)
+    victim = row["pid"]
+    mark = s.mark()
+    os.kill(victim, signal.SIGABRT)  # what a C extension's abort() does
+    s.wait_log(rf"worker 1 \(pid: {victim}\) was killed by SIGABRT; respawning \(EXITED after", since=mark, timeout=5)
+    spawned = s.wait_log(r"spawned worker 1 \(pid: (\d+)\)", since=mark, timeout=2)
+    text = s.log_since(mark)
+    assert "BACKOFF" not in text, text
+    new = int(spawned.group(1))
+    assert new != victim
+    row = wait_for(lambda: (lambda r: r if r.get("pid") == new and r.get("state") == "RUNNING" else None)(ctl_rows(sock).get("web:1") or {}), 10, "the new worker RUNNING", s)
+    s.wait_log(rf"worker 1 \(pid: {new}\) is RUNNING", since=mark, timeout=2)
+    assert get_pid(s) == new
+
+
+def test_reload_waits_until_the_new_generation_is_running(server_factory, sockdir):
+    """A HUP whose new worker crashes right after boot (3 times) does not
+    drain the old one: it keeps serving until the new worker is RUNNING."""
+    counter = sockdir / "boots"
+    s = server_factory(
+        ["--wsgi-file", str(CRASHY_APP), "--processes", "1"],
+        env={"CRASHY_COUNTER": str(counter), "CRASHY_FROM": "2", "CRASHY_TIMES": "3", "CRASHY_AFTER_MS": "100"},
+    )
+    old = get_pid(s)
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    s.wait_log(r"respawning in 0\.4 s \(BACKOFF", since=mark, timeout=10)
+    assert "new workers accepting; draining" not in s.log_since(mark), s.log_since(mark)
+    assert pid_alive(old)
+    s.wait_log(r"new workers accepting; draining 1 old worker", since=mark, timeout=15)
+    log = s.log_since(mark)
+    assert len(re.findall(r"exited with code 3; respawning in", log)) == 3, log
+    assert log.index("is RUNNING") < log.index("new workers accepting; draining"), log
+    wait_for(lambda: not pid_alive(old), 10, f"the old worker {old} to exit", s)
+    assert fetch(s.port, "/boots").body == b"5"
+
+
 # -- zero-downtime reload --------------------------------------------------
 
 

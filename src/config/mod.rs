@@ -189,6 +189,12 @@ pub struct Config {
     pub log_date: Option<String>,
     pub log_micros: bool,
     pub memory_report: bool,
+    /// `log-master`: the master relays workers' stdout/stderr into the log,
+    /// each line prefixed with the worker (on by default).
+    pub log_master: bool,
+    /// `log-sendfile`: log sendfile requests (static files,
+    /// `wsgi.file_wrapper`) even with `disable-logging`.
+    pub log_sendfile: bool,
     /// `stats`: address of the uWSGI-compatible stats server.
     pub stats: Option<String>,
     /// `stats-http`: the stats address speaks HTTP.
@@ -273,6 +279,8 @@ impl Default for Config {
             log_date: None,
             log_micros: false,
             memory_report: false,
+            log_master: true,
+            log_sendfile: false,
             stats: None,
             stats_http: false,
             stats_token: None,

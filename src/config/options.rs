@@ -912,6 +912,32 @@ pub static OPTIONS: &[OptionSpec] = &[
         },
     },
     OptionSpec {
+        name: "log-master",
+        aliases: &[],
+        kind: Kind::Flag,
+        group: Group::Logging,
+        default: Some("true"),
+        help: "The master relays workers' stdout/stderr (print, tracebacks) into the log, each line prefixed \"[worker N|pid P] \"; off: workers write to the log directly.",
+        repeats: false,
+        apply: |c, v| {
+            c.log_master = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "log-sendfile",
+        aliases: &[],
+        kind: Kind::Flag,
+        group: Group::Logging,
+        default: Some("false"),
+        help: "Log requests answered with sendfile (static files, wsgi.file_wrapper) even with disable-logging.",
+        repeats: false,
+        apply: |c, v| {
+            c.log_sendfile = parse_bool(v)?;
+            Ok(())
+        },
+    },
+    OptionSpec {
         name: "memory-report",
         aliases: &[],
         kind: Kind::Flag,
@@ -1043,8 +1069,6 @@ pub static OPTIONS: &[OptionSpec] = &[
     no_effect("need-app"),
     no_effect("strict"),
     // --- uWSGI options not supported yet ---
-    not_yet("log-master"),
-    not_yet("log-sendfile"),
     not_yet("mount"),
     not_yet("offload-threads"),
 ];

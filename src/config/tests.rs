@@ -264,11 +264,11 @@ fn no_effect_options_give_one_notice_each() {
 #[test]
 fn not_yet_options_are_rejected_everywhere() {
     let dir = TempDir::new();
-    let ini = dir.write("n.ini", "[uwsgi]\nlog-master = true\n");
+    let ini = dir.write("n.ini", "[uwsgi]\noffload-threads = 2\n");
     assert_eq!(
         error(&["--ini", ini.to_str().unwrap()], &[]),
         format!(
-            "{}:2: option 'log-master' is not supported yet",
+            "{}:2: option 'offload-threads' is not supported yet",
             ini.display()
         )
     );

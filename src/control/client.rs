@@ -33,8 +33,10 @@ commands:
   scale web +N|-N|=N        change the number of web workers
   tail NAME [-f] [--bytes N]  the last output of a process; -f follows it
   reload                    zero-downtime reload of the web workers (like SIGHUP)
-  reread                    show which [program:x] sections changed in the ini files
-  update                    apply them: stop removed/changed programs, start new ones
+  reread                    show what changed in the ini files: [program:x] and
+                            [socket:x] sections, and the env/env-file environment
+  update                    apply it: restart changed programs, stop removed ones,
+                            start new ones; bind new sockets, close removed ones
   shutdown                  graceful shutdown of everything (like SIGTERM)
 
 exit codes: 0 ok, 1 failure, 2 usage error, 3 a named process is not running";

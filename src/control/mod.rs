@@ -32,7 +32,10 @@
 //! `code` is the exit status `capataz ctl` uses: 0 ok, 1 failure, 2 usage
 //! error (bad request, unknown process name), 3 a named process is not
 //! running. `processes` (for `status`) lists [`ProcessStatus`] rows: the
-//! web workers (`web:N`, from the scoreboard) then the programs.
+//! web workers (`web:N`: the state of the id's supervision machine,
+//! STARTING, RUNNING, BACKOFF (no pid; the description says when it
+//! retries) or FATAL, STOPPING for a draining old generation; counters from
+//! the scoreboard), then the programs.
 //!
 //! For `tail`, the response line is followed by the raw output bytes; with
 //! `follow` the server keeps sending new output until the client hangs up.

@@ -35,6 +35,18 @@ pub(super) struct Pending {
     reply: Sender<Reply>,
 }
 
+/// The configuration as it reads now: the master's own command line and
+/// environment, with the ini and env files as they are on disk.
+fn read_config_again() -> Result<Box<crate::config::Config>, String> {
+    let args = std::env::args_os().skip(1).collect();
+    let env = std::env::vars_os().collect();
+    match crate::config::load(args, env) {
+        Ok(crate::config::Command::Serve(config)) => Ok(config),
+        Ok(_) => Err("the command line no longer starts a server".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn done(reply: &Sender<Reply>, response: Response) {
     // The client may have gone; nothing to do then.
     let _ = reply.send(Reply::Done(response));
@@ -216,21 +228,10 @@ impl Master {
             }
             Request::Reread | Request::Update => {
                 let apply = matches!(request, Request::Update);
-                match crate::config::sections::load(&self.config.config_files) {
-                    Err(e) => Response::error(FAILURE, e.to_string()),
+                match read_config_again() {
+                    Err(e) => Response::error(FAILURE, e),
                     Ok(_) if apply && stopping => Response::error(FAILURE, "shutting down"),
-                    Ok((programs, _)) => {
-                        let changes = self.programs.update(&programs, apply, now);
-                        if apply {
-                            self.config.programs = programs;
-                        }
-                        let nothing = changes.added.is_empty()
-                            && changes.changed.is_empty()
-                            && changes.removed.is_empty();
-                        let mut r = Response::ok(if nothing { "no changes" } else { "" });
-                        r.changes = serde_json::to_value(&changes).ok();
-                        r
-                    }
+                    Ok(new) => self.reread(*new, apply, now),
                 }
             }
             Request::Shutdown => {
@@ -272,6 +273,40 @@ impl Master {
         done(&reply, response);
     }
 
+    /// `reread` (`apply` false) and `update`: see [`crate::programs`]. The
+    /// web workers are not restarted; a changed environment reaches them on
+    /// their next reload.
+    fn reread(&mut self, new: crate::config::Config, apply: bool, now: Instant) -> Response {
+        let changes = self
+            .programs
+            .update(&new.programs, &new.sockets, &new.env, apply, now);
+        let mut message = String::new();
+        if changes.is_empty() {
+            message.push_str("no changes");
+        }
+        if apply {
+            self.config.programs = new.programs;
+            self.config.sockets = new.sockets;
+            if new.env != self.config.env {
+                message.push_str(
+                    "programs restarted with the new env; \
+                     the web workers get it on their next reload (capataz ctl reload)",
+                );
+                self.pending_env = Some(super::PendingEnv {
+                    env: new.env,
+                    files: new.env_files,
+                });
+            }
+        }
+        let mut r = if changes.errors.is_empty() {
+            Response::ok(message)
+        } else {
+            Response::error(FAILURE, changes.errors.join("; "))
+        };
+        r.changes = serde_json::to_value(&changes).ok();
+        r
+    }
+
     fn scale(&mut self, name: &str, change: &str, stopping: bool) -> Response {
         if name != WEB {
             return Response::error(
@@ -303,39 +338,58 @@ impl Master {
     }
 
     fn status(&mut self, name: Option<&str>) -> Response {
-        let mut rows = Vec::new();
+        let mut web: Vec<(usize, i32, ProcessStatus)> = Vec::new();
         let scoreboard = &self.scoreboard;
-        let mut workers: Vec<(usize, i32, bool, usize)> = self
-            .workers
-            .all_mut()
-            .map(|(pid, p)| (p.id, pid, p.retired, p.slot))
-            .collect();
-        workers.sort();
-        for (id, pid, retired, slot) in workers {
-            let w = scoreboard.worker(slot);
-            let state = match w.state() {
-                _ if retired => "STOPPING",
-                WorkerState::Empty | WorkerState::Booting => "STARTING",
-                WorkerState::Accepting => "RUNNING",
-                WorkerState::Draining | WorkerState::Recycling => "STOPPING",
+        let ids = self.workers.id_status(Instant::now());
+        for (pid, p) in self.workers.all() {
+            let w = scoreboard.worker(p.slot);
+            let (state, description) = if p.retired {
+                (State::Stopping, "old generation, draining")
+            } else if w.state() == WorkerState::Recycling {
+                (State::Stopping, "recycling")
+            } else {
+                let state = ids.iter().find(|s| s.pid == Some(pid)).map(|s| s.state);
+                (state.unwrap_or(State::Starting), "")
             };
             let (uptime, rss) = proc_facts(pid);
             let sb_rss = w.rss_bytes.load(std::sync::atomic::Ordering::Relaxed);
-            rows.push(ProcessStatus {
-                name: format!("{WEB}:{id}"),
-                group: WEB.into(),
-                state: state.into(),
-                pid: Some(pid),
-                uptime_secs: uptime,
-                requests: Some(w.requests.load(std::sync::atomic::Ordering::Relaxed)),
-                rss_bytes: if sb_rss > 0 { Some(sb_rss) } else { rss },
-                description: if retired {
-                    "old generation, draining".into()
-                } else {
-                    String::new()
+            web.push((
+                p.id,
+                pid,
+                ProcessStatus {
+                    name: format!("{WEB}:{}", p.id),
+                    group: WEB.into(),
+                    state: state.name().into(),
+                    pid: Some(pid),
+                    uptime_secs: uptime,
+                    requests: Some(w.requests.load(std::sync::atomic::Ordering::Relaxed)),
+                    rss_bytes: if sb_rss > 0 { Some(sb_rss) } else { rss },
+                    description: description.into(),
                 },
-            });
+            ));
         }
+        // Ids without a process: waiting in BACKOFF (or FATAL).
+        for s in ids
+            .into_iter()
+            .filter(|s| s.pid.is_none() && s.state != State::Stopped)
+        {
+            web.push((
+                s.id,
+                0,
+                ProcessStatus {
+                    name: format!("{WEB}:{}", s.id),
+                    group: WEB.into(),
+                    state: s.state.name().into(),
+                    pid: None,
+                    uptime_secs: None,
+                    requests: None,
+                    rss_bytes: None,
+                    description: s.description,
+                },
+            ));
+        }
+        web.sort_by_key(|(id, pid, _)| (*id, *pid));
+        let mut rows: Vec<ProcessStatus> = web.into_iter().map(|(_, _, row)| row).collect();
         for p in self.programs.processes().iter().filter(|p| !p.removing) {
             let (uptime, rss) = p.pid.map(proc_facts).unwrap_or((None, None));
             rows.push(ProcessStatus {

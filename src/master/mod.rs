@@ -12,12 +12,15 @@
 //!
 //! - [`listeners`]: binding TCP and unix sockets.
 //! - [`spawn`]: fork+exec of a worker with its fds.
-//! - [`supervise`]: the worker table, exits, respawn with backoff.
+//! - [`supervise`]: the worker table: each worker id runs through the same
+//!   state machine as the side programs (STARTING, RUNNING, BACKOFF,
+//!   EXITED, FATAL), logged on every transition and shown by `ctl status`.
 //! - [`signals`]: signal flags and the self-pipe.
 //! - [`fifo`]: uWSGI's `master-fifo` single-character commands.
 //! - [`privileges`]: dropping to `uid`/`gid` after binding.
 //! - [`scoreboard`]: the shared-memory table workers report into.
 //! - [`watchdog`]: harakiri, touch-reload, recycling and adaptive scaling.
+//! - [`worker_output`]: workers' stdout/stderr relayed into the log.
 //! - `ctl`: answering `capataz ctl` requests (see [`crate::control`]).
 //!
 //! The loop also owns the `[program:x]` processes ([`crate::programs`]):
@@ -32,6 +35,7 @@ pub mod signals;
 pub mod spawn;
 pub mod supervise;
 pub mod watchdog;
+pub mod worker_output;
 
 mod ctl;
 
@@ -41,10 +45,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
+use crate::programs::machine::State;
 use crate::stats::{MasterView, SocketView, StatsSource, WorkerView};
 use crate::worker::ListenerMeta;
 use scoreboard::{Scoreboard, WorkerState};
-use supervise::{ExitKind, Workers};
+use supervise::{Event, ExitKind, Workers};
 
 /// Scoreboard slots: every live worker process, old generations included.
 pub const SCOREBOARD_SLOTS: usize = 256;
@@ -92,6 +97,14 @@ struct Master {
     control: Option<crate::control::server::ControlServer>,
     /// `ctl start/stop/restart` requests waiting for their processes.
     pending: Vec<ctl::Pending>,
+    /// The environment `ctl update` read, for the workers' next reload.
+    pending_env: Option<PendingEnv>,
+}
+
+/// `env` entries (with the `env-file` contents) and the files they came from.
+struct PendingEnv {
+    env: Vec<(String, String)>,
+    files: Vec<std::path::PathBuf>,
 }
 
 /// Sends a systemd notification (`Type=notify`) when NOTIFY_SOCKET is set.
@@ -135,6 +148,7 @@ impl Master {
         let fds = self.listener_fds();
         let Some(slot) = self.workers.alloc_slot() else {
             tracing::error!("no free scoreboard slot for worker {id}; not spawning");
+            self.workers.spawn_failed(id, None, Instant::now());
             return;
         };
         self.scoreboard.reset(slot, 0);
@@ -150,17 +164,36 @@ impl Master {
                     .worker(slot)
                     .pid
                     .store(pid as u32, std::sync::atomic::Ordering::Relaxed);
-                self.workers.started(id, pid, slot);
+                self.workers.started(id, pid, slot, Instant::now());
             }
             Err(e) => {
                 tracing::error!("cannot spawn worker {id}: {e}");
-                self.workers.spawn_failed(id, slot);
+                self.workers.spawn_failed(id, Some(slot), Instant::now());
+            }
+        }
+    }
+
+    /// Runs the worker ids' state machines: spawns what is due (new ids,
+    /// successors of retired workers, BACKOFF retries, EXITED respawns) and
+    /// logs the ids that became RUNNING.
+    fn supervise_workers(&mut self) {
+        let scoreboard = &self.scoreboard;
+        let events = self.workers.tick(self.target, Instant::now(), |slot| {
+            scoreboard.worker(slot).state() == WorkerState::Accepting
+        });
+        for event in events {
+            match event {
+                Event::Spawn(id) => self.spawn(id),
+                Event::Running { id, pid } => {
+                    tracing::info!("worker {id} (pid: {pid}) is RUNNING (accepting)")
+                }
             }
         }
     }
 
     /// Zero-downtime reload: start a new generation now; the old one is told
-    /// to drain once every new worker accepts (see `tick`).
+    /// to drain once every new worker is RUNNING (accepting, and alive for
+    /// `WORKER_STARTSECS`), or after RELOAD_WAIT anyway.
     fn begin_reload(&mut self, why: &str) {
         if self.reload.is_some() {
             tracing::info!("{why}: a reload is already in progress");
@@ -170,9 +203,14 @@ impl Master {
         self.notified_ready = false;
         sd_notify("RELOADING=1");
         tracing::info!("{why}: starting new workers, then draining the old ones");
+        if let Some(pending) = self.pending_env.take() {
+            tracing::info!("the new workers get the env that ctl update read");
+            self.config.env = pending.env;
+            self.config.env_files = pending.files;
+        }
         let old = self.workers.retire_all();
         *self.respawn_reasons.entry("reload").or_default() += old.len() as u64;
-        for id in 1..=self.target {
+        for id in self.workers.restart_all(self.target) {
             self.spawn(id);
         }
         self.reload = Some((old, Instant::now()));
@@ -182,10 +220,9 @@ impl Master {
         let Some((_, started)) = &self.reload else {
             return;
         };
-        let ready = self
-            .workers
-            .current()
-            .all(|(_, p)| self.scoreboard.worker(p.slot).state() == WorkerState::Accepting);
+        // Every id RUNNING: accepting, and alive long enough not to be a
+        // generation that crashes right after boot (nor one in BACKOFF).
+        let ready = (1..=self.target).all(|id| self.workers.state(id) == Some(State::Running));
         let timed_out = started.elapsed() >= RELOAD_WAIT;
         if !(ready || timed_out) {
             return;
@@ -211,6 +248,7 @@ impl Master {
     fn begin_stop(&mut self, graceful: bool) {
         sd_notify("STOPPING=1");
         self.programs.stop_all(!graceful, Instant::now());
+        self.workers.stop_all(Instant::now());
         if graceful {
             self.set_phase(Phase::Draining);
             self.workers.signal_all(libc::SIGTERM);
@@ -225,8 +263,9 @@ impl Master {
     }
 
     /// SIGUSR1 (logrotate's `postrotate kill -USR1`): reopen `logto` here
-    /// and in the workers.
+    /// and in the workers, and the side programs' log files.
     fn reopen_logs(&mut self) {
+        crate::programs::logs::reopen_files();
         let Some(path) = &self.config.logto else {
             return;
         };
@@ -396,68 +435,63 @@ impl Master {
     }
 
     fn reap(&mut self) {
-        let scoreboard = &self.scoreboard;
-        let exits = self
-            .workers
-            .reap(|slot| scoreboard.worker(slot).state() == WorkerState::Recycling);
         let now = Instant::now();
+        let scoreboard = &self.scoreboard;
+        let exits = self.workers.reap(now, |slot| {
+            scoreboard.worker(slot).state() == WorkerState::Recycling
+        });
         for (pid, status) in self.workers.take_foreign() {
             self.programs.on_exit(pid, status, now);
         }
+        let stopping = matches!(self.phase, Phase::Draining | Phase::Stopped);
         for exit in exits {
             let reason = match exit.kind {
                 _ if exit.harakiri => Some("harakiri"),
                 ExitKind::Recycled => Some("recycle"),
-                ExitKind::Died => Some("crash"),
+                ExitKind::Backoff(_) | ExitKind::Exited => Some("crash"),
                 _ => None,
             };
             if let Some(reason) = reason {
-                if !matches!(self.phase, Phase::Draining | Phase::Stopped) {
+                if !stopping {
                     *self.respawns.entry(exit.id).or_default() += 1;
                     if reason != "recycle" {
                         *self.respawn_reasons.entry(reason).or_default() += 1;
                     }
                 }
             }
+            let (id, pid, how) = (exit.id, exit.pid, exit.describe());
             match exit.kind {
                 ExitKind::Recycled => {
-                    tracing::info!(
-                        "worker {} (pid: {}) recycled; respawning",
-                        exit.id,
-                        exit.pid
-                    )
+                    tracing::info!("worker {id} (pid: {pid}) recycled; respawning")
                 }
-                ExitKind::Retired => {
-                    tracing::info!("worker {} (pid: {}) {}", exit.id, exit.pid, exit.describe())
+                ExitKind::Retired | ExitKind::Stopped => {
+                    tracing::info!("worker {id} (pid: {pid}) {how}")
                 }
-                _ if matches!(self.phase, Phase::Draining | Phase::Stopped) => {
-                    tracing::info!("worker {} (pid: {}) {}", exit.id, exit.pid, exit.describe())
-                }
+                _ if stopping => tracing::info!("worker {id} (pid: {pid}) {how}"),
                 ExitKind::BootFailure => {
                     tracing::error!(
-                        "worker {} (pid: {}) could not load the app; stopping (the reason is above)",
-                        exit.id,
-                        exit.pid
+                        "worker {id} (pid: {pid}) could not load the app: FATAL; stopping (the reason is above)"
                     );
                     self.exit_code = 1;
                     self.begin_stop(false);
                 }
-                ExitKind::Died => {
-                    tracing::warn!(
-                        "worker {} (pid: {}) {}; respawning",
-                        exit.id,
-                        exit.pid,
-                        exit.describe()
-                    )
-                }
+                ExitKind::Backoff(wait) => tracing::warn!(
+                    "worker {id} (pid: {pid}) {how}; respawning in {:.1} s (BACKOFF: it died {:.1} s \
+                     after spawn, before it was RUNNING; failed start {})",
+                    wait.as_secs_f64(),
+                    exit.lived.as_secs_f64(),
+                    exit.retries
+                ),
+                ExitKind::Exited => tracing::warn!(
+                    "worker {id} (pid: {pid}) {how}; respawning (EXITED after {:.1} s)",
+                    exit.lived.as_secs_f64()
+                ),
             }
         }
     }
 
     fn run(&mut self, signals: &signals::Signals) -> i32 {
-        for id in 1..=self.target {
-            self.spawn(id);
-        }
+        self.supervise_workers();
         let programs = self.config.programs.clone();
         self.programs.start_configured(&programs, Instant::now());
         self.set_phase(Phase::Running);
@@ -493,12 +527,9 @@ impl Master {
                     for (id, pid, reason) in watchdog::recycled(&self.scoreboard, &mut self.workers)
                     {
                         tracing::info!("worker {id} (pid: {pid}) is recycling ({reason}); starting its successor");
-                        self.spawn(id);
                     }
-                    let now = Instant::now();
-                    for id in self.workers.due_for_spawn(self.target, now) {
-                        self.spawn(id);
-                    }
+                    // Starts the recycled workers' successors too.
+                    self.supervise_workers();
                     self.finish_reload_if_ready();
                     if let Some(path) = self.touch_reload.changed() {
                         self.begin_reload(&format!("touch-reload: {} changed", path.display()));
@@ -531,6 +562,7 @@ impl Master {
                         if self.config.vacuum {
                             self.vacuum();
                         }
+                        worker_output::drain(Duration::from_secs(2));
                         tracing::info!("goodbye");
                         return self.exit_code;
                     }
@@ -724,11 +756,16 @@ pub fn run(config: Config) -> i32 {
     } else {
         config.processes
     };
-    let programs = crate::programs::Supervisor::new(config.env.clone(), shared_sockets);
+    let programs = crate::programs::Supervisor::new(
+        config.env.clone(),
+        crate::programs::sockets::SocketTable::new(&config.sockets, shared_sockets),
+    );
+    let worker_policy = supervise::worker_policy(Duration::from_secs(config.worker_reload_mercy));
     let mut master = Master {
         programs,
         control,
         pending: Vec::new(),
+        pending_env: None,
         touch_reload: watchdog::TouchReload::new(&config.touch_reload),
         cheaper: watchdog::Cheaper::new(),
         config,
@@ -738,7 +775,7 @@ pub fn run(config: Config) -> i32 {
         respawns: BTreeMap::new(),
         respawn_reasons: BTreeMap::new(),
         harakiri_count: BTreeMap::new(),
-        workers: Workers::new(SCOREBOARD_SLOTS),
+        workers: Workers::new(SCOREBOARD_SLOTS, worker_policy),
         phase: Phase::Bootstrap,
         exit_code: 0,
         stop_deadline: None,

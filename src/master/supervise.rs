@@ -1,28 +1,80 @@
 //! The worker table: which process runs which worker id in which scoreboard
-//! slot, their exits, and respawn with backoff.
+//! slot, and each id's supervision state.
 //!
-//! A worker that exits with [`EXIT_BOOT_ERROR`] could not load the app: the
-//! master stops instead of respawning forever. A worker that dies soon after
-//! starting is respawned with exponential backoff; one that ran for a while
-//! is respawned at once. "Retired" processes belong to an older generation
-//! (reload, recycling, scale-down) and are draining; they are not respawned.
+//! Every worker id (`web:1`, `web:2`, ...) runs through the same state
+//! machine as the `[program:x]` processes ([`crate::programs::machine`]),
+//! with [`worker_policy`]:
+//!
+//! ```text
+//!  spawn                  accepting, and alive WORKER_STARTSECS
+//! ───────> STARTING ──────────────────────────────────────────> RUNNING
+//!             │  ^                                                 │ died
+//!   died      v  │ after 0.1 s, 0.2 s, 0.4 s ... 10 s              v
+//!          BACKOFF                              EXITED ── respawned at once
+//!             │
+//!  EXIT_BOOT_ERROR (from STARTING or RUNNING) ──> FATAL: the master stops
+//! ```
+//!
+//! - **RUNNING** means the worker imported the app, accepts connections
+//!   (its scoreboard slot says so) *and* has lived [`WORKER_STARTSECS`]. A
+//!   worker that dies before that, whatever the reason (an exit code or a
+//!   signal), had a failed start and waits in BACKOFF, exponentially longer
+//!   each time, so a crash loop does not spin. A worker that dies while
+//!   RUNNING is EXITED and respawned at once (a SIGKILL from harakiri or the
+//!   OOM killer is no reason to wait); its signal is named in the log.
+//! - **FATAL** for workers means only "the app cannot be loaded": the
+//!   worker exited with [`EXIT_BOOT_ERROR`] after printing the traceback.
+//!   Retrying cannot help, and a web server without its app is no use, so
+//!   the master stops (exit 1) instead of looping. Any other failure is
+//!   retried forever (`startretries` is unlimited), uWSGI-style: a worker
+//!   that crashed a hundred times may still be fixed by the 101st try (a
+//!   database back up, a disk no longer full). There is no option for
+//!   this; uWSGI has none either.
+//! - **Retired** processes belong to an older generation (reload,
+//!   recycling, scale-down) and drain on their own: their id's machine is
+//!   [detached](crate::programs::machine::Machine::detach) from them, so a
+//!   successor can start at once, overlapping them (zero-downtime reload).
+//!   They are not respawned, and their exit is not a failure.
+//! - **Stopping** (TERM or INT): every id goes STOPPING, then STOPPED when
+//!   its process exits. The master's shutdown deadline sends the SIGKILLs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use crate::programs::machine::{self, Action, Backoff, Machine, Policy, State};
 use crate::worker::EXIT_BOOT_ERROR;
 
-/// A worker that lived less than this counts as a quick death (backoff grows).
-const QUICK_DEATH: Duration = Duration::from_secs(1);
-const BACKOFF_START: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A worker must accept and live this long to count as started (RUNNING).
+pub const WORKER_STARTSECS: Duration = Duration::from_secs(1);
+/// The first BACKOFF wait after a failed start; it doubles each time.
+pub const WORKER_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+/// The longest BACKOFF wait.
+pub const WORKER_BACKOFF_MAX: Duration = Duration::from_secs(10);
 
+/// The supervision policy of a web worker id (see the module doc).
+/// `mercy` is `worker-reload-mercy`: how long a graceful stop waits.
+pub fn worker_policy(mercy: Duration) -> Policy {
+    Policy {
+        startsecs: WORKER_STARTSECS,
+        wait_ready: true,
+        startretries: None,
+        backoff: Backoff::Exponential {
+            first: WORKER_BACKOFF_FIRST,
+            max: WORKER_BACKOFF_MAX,
+        },
+        fatal_exitcodes: vec![EXIT_BOOT_ERROR],
+        autorestart: crate::config::sections::AutoRestart::Always,
+        exitcodes: vec![0],
+        stopsignal: libc::SIGTERM,
+        stopwait: mercy,
+    }
+}
+
+/// One worker id: its machine and its current process.
 #[derive(Debug)]
-struct IdState {
+struct Slot {
+    machine: Machine,
     pid: Option<i32>,
-    spawned_at: Instant,
-    quick_deaths: u32,
-    next_spawn: Instant,
 }
 
 /// One live worker process.
@@ -35,6 +87,7 @@ pub struct Proc {
     pub kill_at: Option<Instant>,
     /// Set when the master already started this worker's successor.
     pub replaced: bool,
+    pub spawned_at: Instant,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -44,8 +97,14 @@ pub enum ExitKind {
     /// A worker that asked to be replaced (max-requests, reload-on-rss)
     /// and exited before the master started its successor.
     Recycled,
+    /// The app could not be loaded: FATAL.
     BootFailure,
-    Died,
+    /// Died while STARTING: BACKOFF, the next try after this wait.
+    Backoff(Duration),
+    /// Died while RUNNING: EXITED, respawned at once.
+    Exited,
+    /// Exited after a stop request (shutdown): STOPPED.
+    Stopped,
 }
 
 pub struct Exit {
@@ -54,20 +113,26 @@ pub struct Exit {
     pub kind: ExitKind,
     /// The master killed it for harakiri.
     pub harakiri: bool,
-    status: i32,
+    pub how: machine::Exit,
+    /// How long the process lived.
+    pub lived: Duration,
+    /// Failed starts in a row, for a BACKOFF.
+    pub retries: u32,
 }
 
 impl Exit {
     pub fn describe(&self) -> String {
-        if libc::WIFSIGNALED(self.status) {
-            format!(
-                "was killed by {}",
-                super::signals::name(libc::WTERMSIG(self.status))
-            )
-        } else {
-            format!("exited with code {}", libc::WEXITSTATUS(self.status))
-        }
+        self.how.describe()
     }
+}
+
+/// What [`Workers::tick`] wants the master to do or log.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Start a process for this id now.
+    Spawn(usize),
+    /// This id's process became RUNNING.
+    Running { id: usize, pid: i32 },
 }
 
 pub fn kill(pid: i32, sig: i32) {
@@ -75,8 +140,17 @@ pub fn kill(pid: i32, sig: i32) {
     unsafe { libc::kill(pid, sig) };
 }
 
+/// The supervision state of one worker id, for `ctl status`.
+pub struct IdStatus {
+    pub id: usize,
+    pub state: State,
+    pub pid: Option<i32>,
+    pub description: String,
+}
+
 pub struct Workers {
-    ids: HashMap<usize, IdState>,
+    policy: Policy,
+    ids: BTreeMap<usize, Slot>,
     procs: HashMap<i32, Proc>,
     free_slots: Vec<usize>,
     /// Exits of children that are not workers ([program:x] processes),
@@ -85,9 +159,10 @@ pub struct Workers {
 }
 
 impl Workers {
-    pub fn new(slots: usize) -> Workers {
+    pub fn new(slots: usize, policy: Policy) -> Workers {
         Workers {
-            ids: HashMap::new(),
+            policy,
+            ids: BTreeMap::new(),
             procs: HashMap::new(),
             free_slots: (0..slots).rev().collect(),
             foreign: Vec::new(),
@@ -98,20 +173,19 @@ impl Workers {
         self.free_slots.pop()
     }
 
-    fn id_state(&mut self, id: usize) -> &mut IdState {
-        let now = Instant::now();
-        self.ids.entry(id).or_insert(IdState {
+    fn id(&mut self, id: usize) -> &mut Slot {
+        self.ids.entry(id).or_insert_with(|| Slot {
+            machine: Machine::new(),
             pid: None,
-            spawned_at: now,
-            quick_deaths: 0,
-            next_spawn: now,
         })
     }
 
-    pub fn started(&mut self, id: usize, pid: i32, slot: usize) {
-        let st = self.id_state(id);
+    /// The process for `id` was spawned into scoreboard slot `slot`.
+    pub fn started(&mut self, id: usize, pid: i32, slot: usize, now: Instant) {
+        let policy = self.policy.clone();
+        let st = self.id(id);
         st.pid = Some(pid);
-        st.spawned_at = Instant::now();
+        st.machine.spawned(&policy, now);
         self.procs.insert(
             pid,
             Proc {
@@ -120,20 +194,24 @@ impl Workers {
                 retired: false,
                 kill_at: None,
                 replaced: false,
+                spawned_at: now,
             },
         );
     }
 
-    pub fn spawn_failed(&mut self, id: usize, slot: usize) {
-        self.free_slots.push(slot);
-        let st = self.id_state(id);
-        st.quick_deaths += 1;
-        st.next_spawn = Instant::now() + backoff(st.quick_deaths);
+    /// Spawning `id` failed (`slot` is given back, if one was taken): a
+    /// failed start, so BACKOFF.
+    pub fn spawn_failed(&mut self, id: usize, slot: Option<usize>, now: Instant) {
+        self.free_slots.extend(slot);
+        let policy = self.policy.clone();
+        self.id(id)
+            .machine
+            .exited(&policy, now, machine::Exit::SpawnError);
     }
 
     /// Collects every exited child without blocking; frees their slots.
     /// `recycling(slot)` tells whether a worker had asked to be replaced.
-    pub fn reap(&mut self, recycling: impl Fn(usize) -> bool) -> Vec<Exit> {
+    pub fn reap(&mut self, now: Instant, recycling: impl Fn(usize) -> bool) -> Vec<Exit> {
         let mut exits = Vec::new();
         loop {
             let mut status = 0;
@@ -142,71 +220,126 @@ impl Workers {
             if pid <= 0 {
                 break;
             }
-            let Some(proc_) = self.procs.remove(&pid) else {
+            match self.procs.remove(&pid) {
+                Some(proc_) => exits.push(self.on_exit(pid, proc_, status, now, &recycling)),
                 // Not a worker: a program process (or a re-parented grandchild).
-                self.foreign.push((pid, status));
-                continue;
-            };
-            self.free_slots.push(proc_.slot);
-            let id = proc_.id;
-            if proc_.retired {
-                exits.push(Exit {
-                    id,
-                    pid,
-                    kind: ExitKind::Retired,
-                    harakiri: proc_.kill_at.is_some(),
-                    status,
-                });
-                continue;
+                None => self.foreign.push((pid, status)),
             }
-            let recycled = recycling(proc_.slot);
-            let st = self.id_state(id);
-            st.pid = None;
-            let now = Instant::now();
-            if recycled {
-                st.quick_deaths = 0;
-                st.next_spawn = now;
-                exits.push(Exit {
-                    id,
-                    pid,
-                    kind: ExitKind::Recycled,
-                    harakiri: false,
-                    status,
-                });
-                continue;
-            }
-            if now.duration_since(st.spawned_at) < QUICK_DEATH {
-                st.quick_deaths += 1;
-                st.next_spawn = now + backoff(st.quick_deaths);
-            } else {
-                st.quick_deaths = 0;
-                st.next_spawn = now;
-            }
-            let boot_failure =
-                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == EXIT_BOOT_ERROR;
-            exits.push(Exit {
-                id,
-                pid,
-                kind: if boot_failure {
-                    ExitKind::BootFailure
-                } else {
-                    ExitKind::Died
-                },
-                harakiri: proc_.kill_at.is_some(),
-                status,
-            });
         }
         exits
     }
 
-    /// Worker ids in `1..=processes` that have no process and whose backoff passed.
-    pub fn due_for_spawn(&self, processes: usize, now: Instant) -> Vec<usize> {
-        (1..=processes)
-            .filter(|id| match self.ids.get(id) {
-                None => true,
-                Some(s) => s.pid.is_none() && s.next_spawn <= now,
-            })
+    fn on_exit(
+        &mut self,
+        pid: i32,
+        proc_: Proc,
+        status: i32,
+        now: Instant,
+        recycling: impl Fn(usize) -> bool,
+    ) -> Exit {
+        self.free_slots.push(proc_.slot);
+        let how = machine::Exit::from_status(status);
+        let mut exit = Exit {
+            id: proc_.id,
+            pid,
+            kind: ExitKind::Retired,
+            harakiri: proc_.kill_at.is_some(),
+            how,
+            lived: now.saturating_duration_since(proc_.spawned_at),
+            retries: 0,
+        };
+        let policy = self.policy.clone();
+        let Some(st) = self.ids.get_mut(&proc_.id).filter(|st| st.pid == Some(pid)) else {
+            // Retired: it no longer belongs to its id.
+            return exit;
+        };
+        st.pid = None;
+        if recycling(proc_.slot) {
+            // It left on purpose: like a retirement, not a failure.
+            st.machine.detach();
+            exit.kind = ExitKind::Recycled;
+            return exit;
+        }
+        let before = st.machine.state();
+        st.machine.exited(&policy, now, how);
+        exit.retries = st.machine.retries();
+        exit.kind = match st.machine.state() {
+            State::Fatal => ExitKind::BootFailure,
+            State::Backoff => ExitKind::Backoff(
+                st.machine
+                    .next_try()
+                    .map_or(Duration::ZERO, |t| t.saturating_duration_since(now)),
+            ),
+            State::Stopped if before == State::Stopping => ExitKind::Stopped,
+            _ => ExitKind::Exited,
+        };
+        exit
+    }
+
+    /// Time-driven supervision, every loop while serving: starts ids
+    /// `1..=target` that have no process, marks accepting workers ready,
+    /// runs each machine's clock (BACKOFF retries, EXITED respawns), and
+    /// forgets ids above `target` (scaled down) once they have no process;
+    /// one in BACKOFF is not retried.
+    pub fn tick(
+        &mut self,
+        target: usize,
+        now: Instant,
+        accepting: impl Fn(usize) -> bool,
+    ) -> Vec<Event> {
+        for id in 1..=target {
+            self.id(id);
+        }
+        self.ids
+            .retain(|&id, st| id <= target || st.pid.is_some() || st.machine.state().has_process());
+        let mut events = Vec::new();
+        for (&id, st) in self.ids.iter_mut() {
+            let before = st.machine.state();
+            if id > target {
+                // Scaled down: its process, retired, drains on its own.
+                continue;
+            }
+            if let Some(p) = st.pid.and_then(|pid| self.procs.get(&pid)) {
+                if accepting(p.slot) {
+                    st.machine.ready();
+                }
+            }
+            let mut action = match before {
+                State::Stopped => st.machine.start(),
+                _ => None,
+            };
+            action = action.or(st.machine.tick(&self.policy, now));
+            match action {
+                Some(Action::Spawn) => events.push(Event::Spawn(id)),
+                // Machines of live workers are in STOPPING only during
+                // shutdown, whose deadline the master keeps (it also covers
+                // retired workers); tick is not called then.
+                Some(Action::Signal(_) | Action::Kill) | None => {}
+            }
+            if before != State::Running && st.machine.state() == State::Running {
+                if let Some(pid) = st.pid {
+                    events.push(Event::Running { id, pid });
+                }
+            }
+        }
+        events
+    }
+
+    /// Starts every id `1..=target` again now, BACKOFF ones included (a
+    /// reload after retire_all); returns the ids to spawn.
+    pub fn restart_all(&mut self, target: usize) -> Vec<usize> {
+        (1..=target)
+            .filter(|&id| self.id(id).machine.start() == Some(Action::Spawn))
             .collect()
+    }
+
+    /// Shutdown: every id goes STOPPING (or STOPPED if it has no process).
+    /// Sending the signals is the caller's, since retired workers get them
+    /// too.
+    pub fn stop_all(&mut self, now: Instant) {
+        for st in self.ids.values_mut() {
+            st.machine.stop(&self.policy, now, None);
+        }
     }
 
     /// Marks a process as retired (it drains and is not respawned); its id
@@ -218,8 +351,7 @@ impl Workers {
             if let Some(st) = self.ids.get_mut(&id) {
                 if st.pid == Some(pid) {
                     st.pid = None;
-                    st.quick_deaths = 0;
-                    st.next_spawn = Instant::now();
+                    st.machine.detach();
                 }
             }
         }
@@ -281,48 +413,177 @@ impl Workers {
     pub fn all_mut(&mut self) -> impl Iterator<Item = (i32, &mut Proc)> {
         self.procs.iter_mut().map(|(pid, p)| (*pid, p))
     }
-}
 
-fn backoff(quick_deaths: u32) -> Duration {
-    let factor = 1u32 << quick_deaths.saturating_sub(1).min(10);
-    (BACKOFF_START * factor).min(BACKOFF_MAX)
+    /// The state of `id`'s machine.
+    pub fn state(&self, id: usize) -> Option<State> {
+        self.ids.get(&id).map(|st| st.machine.state())
+    }
+
+    /// Every worker id with its state, for `ctl status` (supervisord-like
+    /// descriptions for BACKOFF and FATAL).
+    pub fn id_status(&self, now: Instant) -> Vec<IdStatus> {
+        self.ids
+            .iter()
+            .map(|(&id, st)| {
+                let m = &st.machine;
+                let how = m.last_exit().map(machine::Exit::describe);
+                let description = match (m.state(), how) {
+                    (State::Backoff, Some(how)) => format!(
+                        "exited too quickly ({how}); failed start {}, retrying in {:.1} s",
+                        m.retries(),
+                        m.next_try()
+                            .map_or(0.0, |t| t.saturating_duration_since(now).as_secs_f64())
+                    ),
+                    (State::Fatal, _) => "could not load the app".into(),
+                    _ => String::new(),
+                };
+                IdStatus {
+                    id,
+                    state: m.state(),
+                    pid: st.pid,
+                    description,
+                }
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn workers() -> Workers {
+        Workers::new(8, worker_policy(Duration::from_secs(60)))
+    }
+
+    fn spawn_all(w: &mut Workers, target: usize, now: Instant, first_pid: i32) -> Vec<i32> {
+        let mut pids = Vec::new();
+        for (n, e) in w.tick(target, now, |_| false).into_iter().enumerate() {
+            let Event::Spawn(id) = e else { continue };
+            let slot = w.alloc_slot().unwrap();
+            let pid = first_pid + n as i32;
+            w.started(id, pid, slot, now);
+            pids.push(pid);
+        }
+        pids
+    }
+
+    /// Feeds an exit as `reap` would.
+    fn exit(w: &mut Workers, pid: i32, status: i32, now: Instant) -> Exit {
+        let p = w.procs.remove(&pid).unwrap();
+        w.on_exit(pid, p, status, now, |_| false)
+    }
+
+    fn code(c: i32) -> i32 {
+        c << 8
+    }
+
     #[test]
-    fn backoff_grows_and_caps() {
-        assert_eq!(backoff(1), Duration::from_millis(100));
-        assert_eq!(backoff(2), Duration::from_millis(200));
-        assert_eq!(backoff(4), Duration::from_millis(800));
-        assert_eq!(backoff(30), BACKOFF_MAX);
+    fn worker_policy_backs_off_exponentially_and_never_gives_up() {
+        let p = worker_policy(Duration::from_secs(60));
+        assert_eq!(p.startretries, None);
+        let delays: Vec<u128> = (1..=5).map(|n| p.backoff.delay(n).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 800, 1600]);
+        assert_eq!(p.backoff.delay(50), WORKER_BACKOFF_MAX);
+    }
+
+    #[test]
+    fn a_worker_is_running_once_accepting_for_startsecs() {
+        let mut w = workers();
+        let t0 = Instant::now();
+        let pids = spawn_all(&mut w, 1, t0, 100);
+        assert_eq!(pids, [100]);
+        assert_eq!(w.state(1), Some(State::Starting));
+        let later = t0 + WORKER_STARTSECS;
+        assert!(w.tick(1, later, |_| false).is_empty(), "not accepting yet");
+        assert_eq!(w.state(1), Some(State::Starting));
+        assert_eq!(
+            w.tick(1, later, |_| true),
+            vec![Event::Running { id: 1, pid: 100 }]
+        );
+        assert_eq!(w.state(1), Some(State::Running));
+    }
+
+    #[test]
+    fn quick_deaths_back_off_then_a_running_death_respawns_at_once() {
+        let mut w = workers();
+        let mut now = Instant::now();
+        let mut pid = spawn_all(&mut w, 1, now, 100)[0];
+        let mut waits = Vec::new();
+        for _ in 0..3 {
+            let e = exit(&mut w, pid, code(3), now);
+            let ExitKind::Backoff(wait) = e.kind else {
+                panic!("{:?}", e.kind)
+            };
+            waits.push(wait.as_millis());
+            assert_eq!(w.state(1), Some(State::Backoff));
+            assert!(w.tick(1, now, |_| true).is_empty(), "waits first");
+            now += wait;
+            pid += 1;
+            assert_eq!(spawn_all(&mut w, 1, now, pid), [pid]);
+        }
+        assert_eq!(waits, [100, 200, 400]);
+        now += WORKER_STARTSECS;
+        w.tick(1, now, |_| true);
+        assert_eq!(w.state(1), Some(State::Running));
+        let e = exit(&mut w, pid, libc::SIGKILL, now);
+        assert_eq!(e.kind, ExitKind::Exited);
+        assert_eq!(e.describe(), "was killed by SIGKILL");
+        assert_eq!(w.tick(1, now, |_| true), vec![Event::Spawn(1)]);
+    }
+
+    #[test]
+    fn a_boot_error_is_fatal() {
+        let mut w = workers();
+        let now = Instant::now();
+        let pid = spawn_all(&mut w, 1, now, 100)[0];
+        let e = exit(&mut w, pid, code(EXIT_BOOT_ERROR), now);
+        assert_eq!(e.kind, ExitKind::BootFailure);
+        assert_eq!(w.state(1), Some(State::Fatal));
+        assert!(w
+            .tick(1, now + Duration::from_secs(60), |_| true)
+            .is_empty());
     }
 
     #[test]
     fn retiring_frees_ids_for_the_next_generation() {
-        let mut w = Workers::new(8);
-        let (a, b) = (w.alloc_slot().unwrap(), w.alloc_slot().unwrap());
-        w.started(1, 100, a);
-        w.started(2, 101, b);
-        assert!(w.due_for_spawn(2, Instant::now()).is_empty());
+        let mut w = workers();
+        let now = Instant::now();
+        spawn_all(&mut w, 2, now, 100);
+        assert!(w.tick(2, now, |_| false).is_empty());
         let mut old = w.retire_all();
         old.sort();
         assert_eq!(old, vec![100, 101]);
-        assert_eq!(w.due_for_spawn(2, Instant::now()), vec![1, 2]);
+        assert_eq!(w.restart_all(2), vec![1, 2]);
         assert_eq!(w.alive(), 2);
         assert_eq!(w.current().count(), 0);
+        // The old generation's exits are not failures.
+        let e = exit(&mut w, 100, code(0), now);
+        assert_eq!(e.kind, ExitKind::Retired);
+        assert_eq!(w.state(1), Some(State::Starting));
     }
 
     #[test]
-    fn scale_down_retires_the_highest_id() {
-        let mut w = Workers::new(8);
-        for (id, pid) in [(1, 10), (2, 11), (3, 12)] {
-            let slot = w.alloc_slot().unwrap();
-            w.started(id, pid, slot);
-        }
+    fn scale_down_retires_the_highest_id_and_forgets_it() {
+        let mut w = workers();
+        let now = Instant::now();
+        spawn_all(&mut w, 3, now, 10);
         assert_eq!(w.retire_highest(2), Some(12));
         assert_eq!(w.retire_highest(2), None);
+        assert!(w.tick(2, now, |_| true).is_empty());
+        assert_eq!(w.state(3), None);
+        assert_eq!(w.id_status(now).len(), 2);
+    }
+
+    #[test]
+    fn shutdown_stops_every_id() {
+        let mut w = workers();
+        let now = Instant::now();
+        let pids = spawn_all(&mut w, 2, now, 10);
+        w.stop_all(now);
+        assert_eq!(w.state(1), Some(State::Stopping));
+        let e = exit(&mut w, pids[0], code(0), now);
+        assert_eq!(e.kind, ExitKind::Stopped);
+        assert_eq!(w.state(1), Some(State::Stopped));
     }
 }

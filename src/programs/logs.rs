@@ -9,12 +9,17 @@
 //! `maxbytes`, `log` becomes `log.1`, `log.1` becomes `log.2`, … keeping
 //! `backups` old files (0 = truncate in place). The last [`RING_BYTES`] of
 //! output are also kept in memory for `capataz ctl tail`.
+//!
+//! SIGUSR1 (logrotate's `postrotate`) calls [`reopen_files`]: every log file
+//! is reopened at its path before its next line, so lines written after
+//! logrotate moved the file go to a fresh file at the original path.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -71,6 +76,16 @@ impl LogRing {
     }
 }
 
+/// Bumped by [`reopen_files`]; a [`RotatingFile`] opened under an older
+/// value reopens its path before its next write.
+static REOPEN_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+/// Has every program log file reopen its path before its next line
+/// (SIGUSR1). Never blocks: the capture threads do the reopening.
+pub fn reopen_files() {
+    REOPEN_GENERATION.fetch_add(1, Ordering::Relaxed);
+}
+
 /// A file that rotates at `maxbytes`.
 #[derive(Debug)]
 pub struct RotatingFile {
@@ -79,10 +94,13 @@ pub struct RotatingFile {
     size: u64,
     maxbytes: u64,
     backups: u32,
+    /// The [`REOPEN_GENERATION`] this file was opened under.
+    generation: u64,
 }
 
 impl RotatingFile {
     pub fn open(path: &Path, maxbytes: u64, backups: u32) -> io::Result<RotatingFile> {
+        let generation = REOPEN_GENERATION.load(Ordering::Relaxed);
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         let size = file.metadata()?.len();
         Ok(RotatingFile {
@@ -91,6 +109,7 @@ impl RotatingFile {
             size,
             maxbytes,
             backups,
+            generation,
         })
     }
 
@@ -119,6 +138,9 @@ impl RotatingFile {
     }
 
     pub fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        if self.generation != REOPEN_GENERATION.load(Ordering::Relaxed) {
+            *self = RotatingFile::open(&self.path, self.maxbytes, self.backups)?;
+        }
         if self.maxbytes > 0 && self.size > 0 && self.size + line.len() as u64 > self.maxbytes {
             self.rotate()?;
         }
@@ -182,19 +204,36 @@ impl Sink {
 }
 
 /// Splits a byte stream into lines (each ending in '\n'), holding a partial
-/// line until it completes or reaches [`MAX_LINE`].
+/// line until it completes or reaches [`MAX_LINE`] (then it is emitted in a
+/// piece of that size, ending in the cut marker, if any, and a newline).
+/// Also used for workers' output ([`crate::master::worker_output`]).
 #[derive(Debug, Default)]
 pub struct LineSplitter {
     pending: Vec<u8>,
+    /// Appended to a piece cut at [`MAX_LINE`], before its newline.
+    cut_marker: &'static [u8],
 }
 
 impl LineSplitter {
+    /// A splitter that ends pieces cut at [`MAX_LINE`] with `marker`.
+    pub fn with_cut_marker(marker: &'static [u8]) -> LineSplitter {
+        LineSplitter {
+            pending: Vec::new(),
+            cut_marker: marker,
+        }
+    }
+
     pub fn push(&mut self, mut bytes: &[u8], mut emit: impl FnMut(&[u8])) {
         while let Some(nl) = memchr::memchr(b'\n', bytes) {
-            if self.pending.is_empty() {
-                emit(&bytes[..=nl]);
+            let line = &bytes[..=nl];
+            if self.pending.is_empty() && line.len() <= MAX_LINE {
+                emit(line);
             } else {
-                self.pending.extend_from_slice(&bytes[..=nl]);
+                self.pending.extend_from_slice(line);
+                // A complete line may hold MAX_LINE bytes before its newline.
+                while self.pending.len() > MAX_LINE + 1 {
+                    self.emit_cut(&mut emit);
+                }
                 emit(&self.pending);
                 self.pending.clear();
             }
@@ -202,10 +241,16 @@ impl LineSplitter {
         }
         self.pending.extend_from_slice(bytes);
         while self.pending.len() >= MAX_LINE {
-            let mut piece: Vec<u8> = self.pending.drain(..MAX_LINE).collect();
-            piece.push(b'\n');
-            emit(&piece);
+            self.emit_cut(&mut emit);
         }
+    }
+
+    /// Emits the first [`MAX_LINE`] pending bytes as a cut piece.
+    fn emit_cut(&mut self, emit: &mut impl FnMut(&[u8])) {
+        let mut piece: Vec<u8> = self.pending.drain(..MAX_LINE).collect();
+        piece.extend_from_slice(self.cut_marker);
+        piece.push(b'\n');
+        emit(&piece);
     }
 
     /// At end of stream: the unterminated rest, with a newline added.
@@ -296,6 +341,15 @@ mod tests {
         let out = split_all(&[&big]);
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].len(), MAX_LINE + 1);
+        // Also when the newline arrives in the same chunk, whatever the cut.
+        let mut line = vec![b'y'; 2 * MAX_LINE + 3];
+        line.push(b'\n');
+        for cut in [0, 1, MAX_LINE - 1, MAX_LINE, MAX_LINE + 1, line.len() - 1] {
+            let out = split_all(&[&line[..cut], &line[cut..]]);
+            let lens: Vec<usize> = out.iter().map(|l| l.len()).collect();
+            assert_eq!(lens, vec![MAX_LINE + 1, MAX_LINE + 1, 4], "cut at {cut}");
+            assert!(out.iter().all(|l| l.ends_with(b"\n")));
+        }
     }
 
     #[test]
@@ -315,6 +369,23 @@ mod tests {
         );
         assert!(dir.path().join("p.log.2").exists());
         assert!(!dir.path().join("p.log.3").exists());
+    }
+
+    #[test]
+    fn reopen_follows_a_moved_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.log");
+        let mut f = RotatingFile::open(&path, 0, 0).unwrap();
+        f.write_line(b"before\n").unwrap();
+        std::fs::rename(&path, dir.path().join("p.log.old")).unwrap();
+        f.write_line(b"still old\n").unwrap();
+        reopen_files();
+        f.write_line(b"after\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"after\n");
+        assert_eq!(
+            std::fs::read(dir.path().join("p.log.old")).unwrap(),
+            b"before\nstill old\n"
+        );
     }
 
     #[test]

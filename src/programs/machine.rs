@@ -6,7 +6,7 @@
 //!            start                 startsecs passed
 //! STOPPED ──────────> STARTING ───────────────────────> RUNNING
 //!   ^                  │   ^                              │ exit
-//!   │          exit    v   │ after n × backoff            v
+//!   │          exit    v   │ after backoff(n)             v
 //!   │  (too soon)   BACKOFF ─── retries > startretries ─> FATAL
 //!   │                                                     (start again by hand)
 //!   │            EXITED <─────────────────────────────────┘
@@ -15,8 +15,22 @@
 //!                       then SIGKILL after stopwait
 //! ```
 //!
-//! Nothing here is specific to `[program:x]`: a [`Policy`] holds every knob,
-//! so the worker table can adopt the same machine with its own policy.
+//! Nothing here is specific to `[program:x]`: a [`Policy`] holds every knob.
+//! The same machine runs the `[program:x]` processes (policy from their
+//! section, see [`crate::programs`]) and each web worker id (policy
+//! `crate::master::supervise::worker_policy`). The knobs that exist for the
+//! workers' sake:
+//!
+//! - [`Backoff::Exponential`]: programs back off linearly (supervisord's
+//!   `n × backoffsecs`), workers exponentially;
+//! - [`Policy::wait_ready`]: a process leaves STARTING only once it said it
+//!   is ready ([`Machine::ready`]; a worker: accepting connections) *and*
+//!   lived `startsecs`;
+//! - [`Policy::fatal_exitcodes`]: exit codes that mean "retrying cannot
+//!   help" and go to FATAL at once (a worker that cannot import the app);
+//! - [`Machine::detach`]: the process is handed off and drains on its own
+//!   (a worker retired by a reload or recycling); the machine is free for a
+//!   successor at once.
 
 use std::time::{Duration, Instant};
 
@@ -84,15 +98,42 @@ impl Exit {
     }
 }
 
+/// How long BACKOFF waits before the n-th retry (n counts from 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backoff {
+    /// n × step (supervisord's), capped at [`MAX_BACKOFF`].
+    Linear(Duration),
+    /// first × 2^(n-1), capped at `max` (and at [`MAX_BACKOFF`]).
+    Exponential { first: Duration, max: Duration },
+}
+
+impl Backoff {
+    pub fn delay(self, retry: u32) -> Duration {
+        match self {
+            Backoff::Linear(step) => step.saturating_mul(retry).min(MAX_BACKOFF),
+            Backoff::Exponential { first, max } => {
+                let doublings = retry.saturating_sub(1).min(20);
+                first
+                    .saturating_mul(1 << doublings)
+                    .min(max)
+                    .min(MAX_BACKOFF)
+            }
+        }
+    }
+}
+
 /// Every knob of the machine.
 #[derive(Clone, Debug)]
 pub struct Policy {
     /// How long a process must live to count as started.
     pub startsecs: Duration,
+    /// Also wait for [`Machine::ready`] before RUNNING.
+    pub wait_ready: bool,
     /// Failed starts allowed before FATAL; `None` retries forever.
     pub startretries: Option<u32>,
-    /// The n-th retry waits n × this (capped at [`MAX_BACKOFF`]).
-    pub backoff_step: Duration,
+    pub backoff: Backoff,
+    /// Exit codes that go to FATAL at once, without retrying.
+    pub fatal_exitcodes: Vec<i32>,
     pub autorestart: AutoRestart,
     pub exitcodes: Vec<i32>,
     pub stopsignal: i32,
@@ -119,6 +160,8 @@ pub struct Machine {
     next_try: Option<Instant>,
     kill_at: Option<Instant>,
     last_exit: Option<Exit>,
+    /// The current process said it is ready (see [`Policy::wait_ready`]).
+    ready: bool,
 }
 
 impl Default for Machine {
@@ -136,6 +179,7 @@ impl Machine {
             next_try: None,
             kill_at: None,
             last_exit: None,
+            ready: false,
         }
     }
 
@@ -147,10 +191,41 @@ impl Machine {
         self.last_exit
     }
 
+    /// Failed starts in a row.
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+
+    /// When BACKOFF will try again.
+    pub fn next_try(&self) -> Option<Instant> {
+        self.next_try
+    }
+
+    /// The process reports it is ready (a worker accepts connections).
+    pub fn ready(&mut self) {
+        if self.state == State::Starting && self.spawned_at.is_some() {
+            self.ready = true;
+        }
+    }
+
+    /// The process was handed off: it goes on (draining) outside this
+    /// machine, which becomes STOPPED and can start a successor at once.
+    /// A clean hand-off is not a failure: the retry count resets.
+    pub fn detach(&mut self) {
+        if self.state.has_process() {
+            self.state = State::Stopped;
+            self.spawned_at = None;
+            self.kill_at = None;
+            self.ready = false;
+            self.retries = 0;
+        }
+    }
+
     /// A start request (autostart, or by hand). Resets the retry count.
     pub fn start(&mut self) -> Option<Action> {
         match self.state {
             State::Stopped | State::Exited | State::Fatal | State::Backoff => {
+                self.ready = false;
                 self.retries = 0;
                 self.next_try = None;
                 self.state = State::Starting;
@@ -164,7 +239,8 @@ impl Machine {
     /// The caller spawned the process.
     pub fn spawned(&mut self, policy: &Policy, now: Instant) {
         self.spawned_at = Some(now);
-        if policy.startsecs.is_zero() {
+        self.ready = false;
+        if policy.startsecs.is_zero() && !policy.wait_ready {
             self.state = State::Running;
             self.retries = 0;
         }
@@ -174,15 +250,17 @@ impl Machine {
     pub fn exited(&mut self, policy: &Policy, now: Instant, exit: Exit) {
         self.last_exit = Some(exit);
         self.kill_at = None;
+        self.ready = false;
+        let hopeless = matches!(exit, Exit::Code(c) if policy.fatal_exitcodes.contains(&c));
         match self.state {
             State::Stopping => self.state = State::Stopped,
+            State::Starting | State::Running if hopeless => {
+                self.next_try = None;
+                self.state = State::Fatal;
+            }
             State::Starting => {
                 self.retries = self.retries.saturating_add(1);
-                let wait = policy
-                    .backoff_step
-                    .saturating_mul(self.retries)
-                    .min(MAX_BACKOFF);
-                self.next_try = Some(now + wait);
+                self.next_try = Some(now + policy.backoff.delay(self.retries));
                 self.state = State::Backoff;
             }
             State::Running => self.state = State::Exited,
@@ -225,7 +303,9 @@ impl Machine {
         match self.state {
             State::Starting => {
                 if let Some(at) = self.spawned_at {
-                    if now.saturating_duration_since(at) >= policy.startsecs {
+                    if now.saturating_duration_since(at) >= policy.startsecs
+                        && (self.ready || !policy.wait_ready)
+                    {
                         self.state = State::Running;
                         self.retries = 0;
                     }
@@ -284,8 +364,10 @@ mod tests {
     fn policy() -> Policy {
         Policy {
             startsecs: Duration::from_secs(1),
+            wait_ready: false,
             startretries: Some(2),
-            backoff_step: Duration::from_secs(1),
+            backoff: Backoff::Linear(Duration::from_secs(1)),
+            fatal_exitcodes: Vec::new(),
             autorestart: AutoRestart::Unexpected,
             exitcodes: vec![0],
             stopsignal: libc::SIGTERM,
@@ -423,5 +505,84 @@ mod tests {
         m.start();
         m.spawned(&p, Instant::now());
         assert_eq!(m.state(), State::Running);
+    }
+
+    #[test]
+    fn exponential_backoff_doubles_up_to_its_cap() {
+        let b = Backoff::Exponential {
+            first: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+        };
+        let ms = |n| b.delay(n).as_millis();
+        assert_eq!([ms(1), ms(2), ms(3), ms(4)], [100, 200, 400, 800]);
+        assert_eq!(b.delay(8), Duration::from_secs(10));
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(10));
+        let linear = Backoff::Linear(Duration::from_secs(7));
+        assert_eq!(linear.delay(3), Duration::from_secs(21));
+        assert_eq!(linear.delay(1000), MAX_BACKOFF);
+    }
+
+    #[test]
+    fn wait_ready_needs_both_ready_and_startsecs() {
+        let mut p = policy();
+        p.wait_ready = true;
+        let t0 = Instant::now();
+        let mut m = Machine::new();
+        m.start();
+        m.spawned(&p, t0);
+        m.tick(&p, secs(t0, 5));
+        assert_eq!(m.state(), State::Starting, "lived long enough, not ready");
+        m.ready();
+        m.tick(&p, secs(t0, 5));
+        assert_eq!(m.state(), State::Running);
+
+        let mut m = Machine::new();
+        m.start();
+        m.spawned(&p, t0);
+        m.ready();
+        m.tick(&p, t0);
+        assert_eq!(m.state(), State::Starting, "ready, but not for startsecs");
+        m.exited(&p, t0, Exit::Code(1));
+        assert_eq!(
+            m.state(),
+            State::Backoff,
+            "a death while STARTING is a failed start"
+        );
+    }
+
+    #[test]
+    fn fatal_exit_codes_give_up_at_once() {
+        let mut p = policy();
+        p.startretries = None;
+        p.fatal_exitcodes = vec![22];
+        let t0 = Instant::now();
+        let mut m = Machine::new();
+        m.start();
+        m.spawned(&p, t0);
+        m.exited(&p, t0, Exit::Code(22));
+        assert_eq!(m.state(), State::Fatal);
+        assert_eq!(m.tick(&p, secs(t0, 100)), None);
+    }
+
+    #[test]
+    fn detach_frees_the_machine_for_a_successor() {
+        let (p, t0) = (policy(), Instant::now());
+        let mut m = Machine::new();
+        m.start();
+        m.spawned(&p, t0);
+        m.exited(&p, t0, Exit::Code(1));
+        m.tick(&p, secs(t0, 1));
+        m.spawned(&p, secs(t0, 1));
+        assert_eq!(m.retries(), 1);
+        m.detach();
+        assert_eq!(m.state(), State::Stopped);
+        assert_eq!(m.retries(), 0);
+        assert_eq!(m.start(), Some(Action::Spawn));
+        m.detach();
+        m.detach();
+        assert_eq!(m.state(), State::Stopped);
+        let mut idle = Machine::new();
+        idle.detach();
+        assert_eq!(idle.state(), State::Stopped);
     }
 }

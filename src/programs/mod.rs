@@ -11,17 +11,33 @@
 //!
 //! A program with `numprocs = N` is a group of N processes named by
 //! `process_name`. Programs start in `priority` order and stop in reverse.
+//!
+//! # `reread` and `update` (supervisord's semantics)
+//!
+//! `reread` compares the configuration read again (ini files, `env`,
+//! `env-file` contents) with what runs and reports it; `update` applies it:
+//!
+//! - a program whose section changed is stopped and started anew, and so
+//!   is every program when capataz's `env`/`env-file` environment changed
+//!   (they all get it), and every program whose command uses a changed
+//!   `[socket:x]`; removed programs are stopped and dropped; added ones are
+//!   added (and started if `autostart`);
+//! - an added `[socket:x]` is bound at once; a removed one is closed (a
+//!   unix socket's file removed, if still ours) once no process that uses
+//!   it is left; a changed one is closed the same way,
+//!   then bound again, and only then are its programs started.
+//!
+//! Where a section is written (its file and line) is not a change.
 
 pub mod logs;
 pub mod machine;
 pub mod sockets;
 pub mod spawn;
 
-use std::os::fd::RawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::sections::{expand_template, ProgramConfig};
+use crate::config::sections::{expand_template, socket_references, ProgramConfig, SocketConfig};
 use logs::{LogRing, Sink};
 use machine::{Action, Exit, Machine, Policy, State};
 
@@ -74,8 +90,10 @@ impl Process {
 fn policy(p: &ProgramConfig) -> Policy {
     Policy {
         startsecs: Duration::from_secs(p.startsecs),
+        wait_ready: false,
         startretries: p.startretries,
-        backoff_step: Duration::from_secs(p.backoffsecs),
+        backoff: machine::Backoff::Linear(Duration::from_secs(p.backoffsecs)),
+        fatal_exitcodes: Vec::new(),
         autorestart: p.autorestart,
         exitcodes: p.exitcodes.clone(),
         stopsignal: p.stopsignal,
@@ -95,12 +113,35 @@ pub fn process_names(p: &ProgramConfig) -> Result<Vec<(usize, String)>, String> 
         .collect()
 }
 
-/// What `update` changed, by program name.
+/// What `reread` found, by program name, `socket:NAME` for a
+/// `[socket:x]`, and `env` for capataz's `env`/`env-file` environment.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Changes {
     pub added: Vec<String>,
     pub changed: Vec<String>,
     pub removed: Vec<String>,
+    /// Shared sockets that could not be bound by `update`.
+    #[serde(skip)]
+    pub errors: Vec<String>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// Two program sections mean the same program (where they are written does
+/// not matter).
+fn same_program(a: &ProgramConfig, b: &ProgramConfig) -> bool {
+    let origin = String::new();
+    ProgramConfig {
+        origin: origin.clone(),
+        ..a.clone()
+    } == ProgramConfig {
+        origin,
+        ..b.clone()
+    }
 }
 
 /// Every program process, in priority order.
@@ -109,21 +150,18 @@ pub struct Supervisor {
     procs: Vec<Process>,
     /// capataz's `env` and `env-file` entries, given to every program.
     env: Vec<(String, String)>,
-    /// `[socket:x]` name and descriptor, for `$(capataz.sockets.NAME)`.
-    sockets: Vec<(String, RawFd)>,
-    /// Keeps the shared sockets open for the master's lifetime.
-    _shared: Vec<sockets::SharedSocket>,
+    /// The `[socket:x]` sockets, for `$(capataz.sockets.NAME)`.
+    sockets: sockets::SocketTable,
     /// Whether programs may start (false once shutting down).
     accepting: bool,
 }
 
 impl Supervisor {
-    pub fn new(env: Vec<(String, String)>, shared: Vec<sockets::SharedSocket>) -> Supervisor {
+    pub fn new(env: Vec<(String, String)>, sockets: sockets::SocketTable) -> Supervisor {
         Supervisor {
             procs: Vec::new(),
             env,
-            sockets: shared.iter().map(sockets::SharedSocket::raw).collect(),
-            _shared: shared,
+            sockets,
             accepting: true,
         }
     }
@@ -226,9 +264,9 @@ impl Supervisor {
             self.procs[i].machine = Machine::new();
             return;
         }
-        let (env, sockets) = (&self.env, &self.sockets);
+        let (env, sockets) = (&self.env, self.sockets.fds());
         let p = &mut self.procs[i];
-        let result = spawn::spawn(&p.program, p.num, &p.name, env, sockets).and_then(|started| {
+        let result = spawn::spawn(&p.program, p.num, &p.name, env, &sockets).and_then(|started| {
             let lookup = spawn::template_lookup(&p.program, p.num);
             let expand = |s: &str| expand_template(s, &lookup);
             let out = Sink::for_target(&p.program.stdout, true, &p.name, expand)?;
@@ -371,10 +409,22 @@ impl Supervisor {
             }
         }
         self.procs.retain(|p| !(p.removing && p.pid.is_none()));
+        if self.sockets.has_retiring() {
+            let in_use: Vec<String> = self
+                .procs
+                .iter()
+                .filter(|p| p.pid.is_some())
+                .flat_map(|p| socket_references(&p.program.command))
+                .collect();
+            self.sockets.settle(|name| in_use.iter().any(|n| n == name));
+        }
         for i in 0..self.procs.len() {
             if self.procs[i].start_when_clear {
                 let name = self.procs[i].name.clone();
-                if !self.procs.iter().any(|p| p.removing && p.name == name) {
+                let waits_for_socket = socket_references(&self.procs[i].program.command)
+                    .iter()
+                    .any(|s| self.sockets.pending(s));
+                if !waits_for_socket && !self.procs.iter().any(|p| p.removing && p.name == name) {
                     self.procs[i].start_when_clear = false;
                     self.start_index(i, now);
                 }
@@ -382,11 +432,22 @@ impl Supervisor {
         }
     }
 
-    /// `reread`/`update`: compares `programs` with what runs. Without
-    /// `apply`, only reports; with it, stops and removes the removed and
-    /// changed programs, and adds (and autostarts) the new versions.
-    pub fn update(&mut self, programs: &[ProgramConfig], apply: bool, now: Instant) -> Changes {
+    /// `reread`/`update` (see the module doc): compares the configuration
+    /// read again with what runs. Without `apply`, only reports; with it,
+    /// stops and removes the removed and changed programs, adds (and
+    /// autostarts) the new versions, takes the new environment and binds,
+    /// closes or rebinds the shared sockets.
+    pub fn update(
+        &mut self,
+        programs: &[ProgramConfig],
+        sockets: &[SocketConfig],
+        env: &[(String, String)],
+        apply: bool,
+        now: Instant,
+    ) -> Changes {
         let mut changes = Changes::default();
+        let socket_changes = self.sockets.diff(sockets);
+        let env_changed = self.env != env;
         let mut current: Vec<Arc<ProgramConfig>> = Vec::new();
         for p in self.procs.iter().filter(|p| !p.removing) {
             if !current.iter().any(|c| c.name == p.group) {
@@ -394,9 +455,16 @@ impl Supervisor {
             }
         }
         for old in &current {
+            let uses_changed_socket = || {
+                socket_references(&old.command)
+                    .iter()
+                    .any(|s| socket_changes.changed.contains(s))
+            };
             match programs.iter().find(|p| p.name == old.name) {
                 None => changes.removed.push(old.name.clone()),
-                Some(new) if **old != *new => changes.changed.push(old.name.clone()),
+                Some(new) if !same_program(old, new) || env_changed || uses_changed_socket() => {
+                    changes.changed.push(old.name.clone())
+                }
                 Some(_) => {}
             }
         }
@@ -406,8 +474,12 @@ impl Supervisor {
             }
         }
         if !apply {
-            return changes;
+            return Self::with_the_rest(changes, &socket_changes, env_changed);
         }
+        if env_changed {
+            self.env = env.to_vec();
+        }
+        // Programs first: a rebind waits for their old processes.
         for name in changes.removed.iter().chain(&changes.changed) {
             let selected: Vec<usize> = self
                 .procs
@@ -421,10 +493,32 @@ impl Supervisor {
                 self.procs[i].removing = true;
             }
         }
+        changes.errors = self.sockets.apply(sockets, &socket_changes);
         for name in changes.added.iter().chain(&changes.changed) {
             if let Some(p) = programs.iter().find(|p| p.name == *name) {
                 self.add_program(p.clone(), true);
             }
+        }
+        Self::with_the_rest(changes, &socket_changes, env_changed)
+    }
+
+    /// Adds the socket and environment changes to the program changes.
+    fn with_the_rest(
+        mut changes: Changes,
+        sockets: &sockets::SocketChanges,
+        env_changed: bool,
+    ) -> Changes {
+        let named = |names: &[String]| {
+            names
+                .iter()
+                .map(|n| format!("socket:{n}"))
+                .collect::<Vec<_>>()
+        };
+        changes.added.extend(named(&sockets.added));
+        changes.changed.extend(named(&sockets.changed));
+        changes.removed.extend(named(&sockets.removed));
+        if env_changed {
+            changes.changed.push("env".into());
         }
         changes
     }

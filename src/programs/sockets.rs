@@ -18,11 +18,25 @@ pub struct SharedSocket {
     pub fd: OwnedFd,
     /// What it listens on, for logs.
     pub address: String,
+    /// A unix socket's path and the file's (device, inode) as bound, to
+    /// remove it when the socket is closed, if the file is still ours.
+    unix_file: Option<(std::path::PathBuf, (u64, u64))>,
 }
 
 impl SharedSocket {
     pub fn raw(&self) -> (String, RawFd) {
         (self.name.clone(), self.fd.as_raw_fd())
+    }
+
+    /// Removes a unix socket's file, if it is still the one we bound.
+    fn remove_file(&self) {
+        if let Some((path, identity)) = &self.unix_file {
+            if crate::master::listeners::socket_identity(path) == Some(*identity) {
+                if let Err(e) = std::fs::remove_file(path) {
+                    tracing::warn!("shared socket {}: {}: {e}", self.name, path.display());
+                }
+            }
+        }
     }
 }
 
@@ -39,10 +53,12 @@ fn bind_one(config: &SocketConfig) -> io::Result<SharedSocket> {
         socket.bind(&SockAddr::unix(path)?)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777 & !config.umask))?;
         socket.listen(config.backlog as i32)?;
+        let identity = crate::master::listeners::socket_identity(path);
         return Ok(SharedSocket {
             name: config.name.clone(),
             fd: socket.into(),
             address: path.display().to_string(),
+            unix_file: identity.map(|id| (path.clone(), id)),
         });
     }
     let host = config.host.as_deref().unwrap_or("127.0.0.1");
@@ -64,6 +80,7 @@ fn bind_one(config: &SocketConfig) -> io::Result<SharedSocket> {
         name: config.name.clone(),
         fd: socket.into(),
         address: local.to_string(),
+        unix_file: None,
     })
 }
 
@@ -76,4 +93,262 @@ pub fn bind_all(configs: &[SocketConfig]) -> Result<Vec<SharedSocket>, String> {
                 .map_err(|e| format!("[socket:{}] ({}): cannot listen: {e}", c.name, c.origin))
         })
         .collect()
+}
+
+/// One `[socket:x]` as the master holds it.
+#[derive(Debug)]
+struct Entry {
+    config: SocketConfig,
+    /// `None` while waiting to be bound, or after binding failed.
+    bound: Option<SharedSocket>,
+    /// Removed or replaced by `update`: closed once no process uses it.
+    retiring: bool,
+    /// Binding failed (logged); programs that use it cannot start.
+    failed: bool,
+}
+
+/// What `update` changes among the sockets, by name.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SocketChanges {
+    pub added: Vec<String>,
+    pub changed: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Every `[socket:x]`, and the life cycle `update` gives them: an added
+/// socket is bound at once; a removed one is closed once no process that
+/// uses it is left; a changed one is closed the same way and only then
+/// bound anew (its address may be the same, which cannot be bound twice).
+#[derive(Debug, Default)]
+pub struct SocketTable {
+    entries: Vec<Entry>,
+}
+
+/// Two socket sections mean the same socket (where they are written does
+/// not matter).
+fn same(a: &SocketConfig, b: &SocketConfig) -> bool {
+    SocketConfig {
+        origin: String::new(),
+        ..a.clone()
+    } == SocketConfig {
+        origin: String::new(),
+        ..b.clone()
+    }
+}
+
+impl SocketTable {
+    /// The sockets bound at startup, with their sections (same order).
+    pub fn new(configs: &[SocketConfig], bound: Vec<SharedSocket>) -> SocketTable {
+        SocketTable {
+            entries: configs
+                .iter()
+                .cloned()
+                .zip(bound)
+                .map(|(config, s)| Entry {
+                    config,
+                    bound: Some(s),
+                    retiring: false,
+                    failed: false,
+                })
+                .collect(),
+        }
+    }
+
+    /// Name and descriptor of each usable socket, for `$(capataz.sockets.NAME)`.
+    pub fn fds(&self) -> Vec<(String, RawFd)> {
+        self.entries
+            .iter()
+            .filter(|e| !e.retiring)
+            .filter_map(|e| e.bound.as_ref().map(SharedSocket::raw))
+            .collect()
+    }
+
+    /// Whether `name` waits to be bound (its old version is still in use).
+    pub fn pending(&self, name: &str) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.config.name == name && !e.retiring && e.bound.is_none() && !e.failed)
+    }
+
+    pub fn has_retiring(&self) -> bool {
+        self.entries.iter().any(|e| e.retiring)
+    }
+
+    fn current(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| !e.retiring)
+    }
+
+    /// Compares the sections with what the table holds.
+    pub fn diff(&self, configs: &[SocketConfig]) -> SocketChanges {
+        let mut changes = SocketChanges::default();
+        for e in self.current() {
+            match configs.iter().find(|c| c.name == e.config.name) {
+                None => changes.removed.push(e.config.name.clone()),
+                Some(c) if !same(c, &e.config) => changes.changed.push(e.config.name.clone()),
+                Some(_) => {}
+            }
+        }
+        for c in configs {
+            if !self.current().any(|e| e.config.name == c.name) {
+                changes.added.push(c.name.clone());
+            }
+        }
+        changes
+    }
+
+    /// Applies `changes` (from [`SocketTable::diff`] against `configs`):
+    /// retires the removed and changed sockets and binds what it can now.
+    /// Returns the binding errors.
+    pub fn apply(&mut self, configs: &[SocketConfig], changes: &SocketChanges) -> Vec<String> {
+        for e in &mut self.entries {
+            if changes.removed.contains(&e.config.name) || changes.changed.contains(&e.config.name)
+            {
+                e.retiring = true;
+            }
+        }
+        for name in changes.added.iter().chain(&changes.changed) {
+            if let Some(config) = configs.iter().find(|c| c.name == *name) {
+                self.entries.push(Entry {
+                    config: config.clone(),
+                    bound: None,
+                    retiring: false,
+                    failed: false,
+                });
+            }
+        }
+        self.bind_pending()
+    }
+
+    /// Closes the retiring sockets no process uses (`in_use(name)`), then
+    /// binds the pending ones whose old version is gone. Returns the
+    /// binding errors (also logged).
+    pub fn settle(&mut self, in_use: impl Fn(&str) -> bool) -> Vec<String> {
+        self.entries.retain(|e| {
+            let close = e.retiring && !in_use(&e.config.name);
+            if close {
+                if let Some(s) = &e.bound {
+                    tracing::info!("shared socket {} on {} closed", s.name, s.address);
+                    s.remove_file();
+                }
+            }
+            !close
+        });
+        self.bind_pending()
+    }
+
+    fn bind_pending(&mut self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let retiring: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| e.retiring)
+            .map(|e| e.config.name.clone())
+            .collect();
+        for e in &mut self.entries {
+            if e.retiring || e.bound.is_some() || e.failed || retiring.contains(&e.config.name) {
+                continue;
+            }
+            match bind_all(std::slice::from_ref(&e.config)) {
+                Ok(mut s) => {
+                    let s = s.remove(0);
+                    tracing::info!(
+                        "shared socket {} on {} (fd {})",
+                        s.name,
+                        s.address,
+                        s.raw().1
+                    );
+                    e.bound = Some(s);
+                }
+                Err(message) => {
+                    tracing::error!("{message}");
+                    e.failed = true;
+                    errors.push(message);
+                }
+            }
+        }
+        errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(name: &str, port: u16) -> SocketConfig {
+        SocketConfig {
+            name: name.into(),
+            host: Some("127.0.0.1".into()),
+            port: Some(port),
+            path: None,
+            umask: 0o022,
+            backlog: 16,
+            origin: "test.ini:1".into(),
+        }
+    }
+
+    #[test]
+    fn a_removed_unix_socket_leaves_no_file_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let config = SocketConfig {
+            path: Some(path.clone()),
+            host: None,
+            port: None,
+            ..tcp("u", 0)
+        };
+        let configs = vec![config];
+        let mut table = SocketTable::new(&configs, bind_all(&configs).unwrap());
+        assert!(path.exists());
+        let changes = table.diff(&[]);
+        table.apply(&[], &changes);
+        table.settle(|_| true);
+        assert!(path.exists(), "still in use");
+        table.settle(|_| false);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn a_changed_socket_is_rebound_once_its_users_are_gone() {
+        let configs = vec![tcp("a", 0), tcp("b", 0)];
+        let bound = bind_all(&configs).unwrap();
+        let mut table = SocketTable::new(&configs, bound);
+        let port_a = table.entries[0].bound.as_ref().unwrap().address.clone();
+        // Moving the section elsewhere is no change.
+        let mut same_a = tcp("a", 0);
+        same_a.origin = "other.ini:9".into();
+        let new = vec![
+            same_a,
+            SocketConfig {
+                backlog: 32,
+                ..tcp("b", 0)
+            },
+            tcp("c", 0),
+        ];
+        let changes = table.diff(&new);
+        assert_eq!(
+            changes,
+            SocketChanges {
+                added: vec!["c".into()],
+                changed: vec!["b".into()],
+                removed: vec![],
+            }
+        );
+        assert!(table.apply(&new, &changes).is_empty());
+        let names = |t: &SocketTable| t.fds().into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        assert_eq!(names(&table), ["a", "c"], "b waits for its old users");
+        assert!(table.pending("b"));
+        table.settle(|name| name == "b");
+        assert!(table.pending("b"), "still in use");
+        table.settle(|_| false);
+        assert!(!table.pending("b"));
+        assert_eq!(names(&table), ["a", "c", "b"]);
+        assert_eq!(table.entries[0].bound.as_ref().unwrap().address, port_a);
+        assert!(table.diff(&new) == SocketChanges::default());
+
+        let changes = table.diff(&new[..1]);
+        assert_eq!(changes.removed, ["c", "b"]);
+        table.apply(&new[..1], &changes);
+        table.settle(|_| false);
+        assert_eq!(names(&table), ["a"]);
+    }
 }

@@ -37,6 +37,9 @@ pub fn argv(
     for (name, fd) in sockets {
         command = command.replace(&format!("$(capataz.sockets.{name})"), &fd.to_string());
     }
+    if let Some(name) = crate::config::sections::socket_references(&command).first() {
+        return Err(format!("[socket:{name}] is not bound"));
+    }
     let argv = shlex::split(&command).ok_or("unbalanced quotes in 'command'")?;
     if argv.is_empty() {
         return Err("empty 'command'".into());
@@ -187,5 +190,11 @@ mod tests {
     fn unbalanced_quotes_are_an_error() {
         let p = program(r#"srv "open"#);
         assert!(argv(&p, 0, &[]).is_err());
+    }
+
+    #[test]
+    fn a_socket_that_is_not_bound_is_an_error() {
+        let p = program("srv --fd $(capataz.sockets.s)");
+        assert_eq!(argv(&p, 0, &[]).unwrap_err(), "[socket:s] is not bound");
     }
 }

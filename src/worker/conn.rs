@@ -718,6 +718,7 @@ impl Conn {
                 headers: outcome.headers_count,
                 headers_bytes: outcome.headers_bytes,
                 core: cx.core,
+                via_sendfile: outcome.via_sendfile,
                 header: &header,
                 response_head: &self.out.buf,
             });
@@ -883,6 +884,7 @@ impl Conn {
                 headers: reply.head.split(|&b| b == b'\n').count().saturating_sub(2),
                 headers_bytes: reply.head.len(),
                 core: cx.core,
+                via_sendfile: reply.body.is_some(),
                 header: &LogHeaders {
                     buf,
                     headers,

@@ -54,6 +54,9 @@ pub struct BootMessage {
     pub slot: usize,
     pub scoreboard_slots: usize,
     pub listeners: Vec<ListenerMeta>,
+    /// The log destination when fds 1 and 2 are the master's output pipe.
+    #[serde(default)]
+    pub log_fd: Option<RawFd>,
 }
 
 /// What a listener speaks: `http` / `http-socket` are HTTP/1.x, `socket`
@@ -166,6 +169,9 @@ pub fn run() -> ! {
             std::process::exit(EXIT_BOOT_ERROR);
         }
     };
+    if let Some(fd) = boot.log_fd {
+        crate::logging::set_log_fd(fd);
+    }
     crate::logging::init(&format!("worker {}", boot.worker_id));
     let cfg = &boot.config;
     // Early, so a SIGUSR1 (log reopen) during the app's import does not kill us.

@@ -76,6 +76,13 @@ pub struct Outcome {
     pub client_gone: bool,
     pub vars: usize,
     pub vars_bytes: usize,
+    /// The body went out with sendfile (`wsgi.file_wrapper`), for `log-sendfile`.
+    pub via_sendfile: bool,
+}
+
+thread_local! {
+    /// Set by `consume` when the response went out with sendfile.
+    static VIA_SENDFILE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Per-listener values of the environ template.
@@ -339,6 +346,7 @@ impl Wsgi {
         outcome.keep_alive = ex.keep_alive && !ex.aborted;
         outcome.aborted = ex.aborted;
         outcome.client_gone = ex.client_gone;
+        outcome.via_sendfile = VIA_SENDFILE.replace(false);
         outcome
     }
 
@@ -421,6 +429,7 @@ impl Wsgi {
             if ffi::Py_TYPE(result) as *mut ffi::PyObject == self.file_wrapper_type.as_ptr()
                 && file_wrapper::try_sendfile(self, ex, result)?
             {
+                VIA_SENDFILE.set(true);
                 return Ok(());
             }
             if ffi::PyList_CheckExact(result) != 0 || ffi::PyTuple_CheckExact(result) != 0 {

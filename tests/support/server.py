@@ -341,3 +341,18 @@ def run_capataz(
     return subprocess.CompletedProcess(
         proc.args, proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
     )
+
+
+def wait_file(path: Path, pattern: str, timeout: float = 5.0) -> re.Match:
+    """Wait until the file at path (a logto file, say) matches pattern
+    (multi-line: ^ and $ match at line ends)."""
+    rx = re.compile(pattern, re.M)
+    deadline = time.monotonic() + timeout
+    text = ""
+    while time.monotonic() < deadline:
+        text = path.read_text(errors="replace") if path.exists() else ""
+        m = rx.search(text)
+        if m:
+            return m
+        time.sleep(0.05)
+    raise AssertionError(f"{path} did not match {pattern!r}:\n{text[-4000:]}")
