@@ -203,7 +203,10 @@ impl Wsgi {
 
         let mut templates = Vec::new();
         for l in listeners {
-            let t = PyDict::new(py);
+            // SAFETY: GIL held (inside Python::attach); a new reference or NULL.
+            let t = unsafe { Bound::from_owned_ptr_or_err(py, environ::new_template_dict()) }
+                .and_then(|t| t.cast_into::<PyDict>().map_err(PyErr::from))
+                .map_err(report)?;
             let set = |k: &str, v: Bound<'_, PyAny>| t.set_item(k, v);
             (|| -> PyResult<()> {
                 set("wsgi.version", PyTuple::new(py, [1, 0])?.into_any())?;
