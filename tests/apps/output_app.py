@@ -2,7 +2,7 @@
 worker-output relay tests (tests/test_logging.py).
 
 /pid                     this worker's pid
-/print?tag=T             print() (flushed) and a line on sys.stderr
+/print?tag=T             print() and a line on sys.stderr, neither flushed (stdio is unbuffered)
 /partial?tag=T           one line in four os.write(1) pieces, with pauses
 /long?tag=T&n=N          one os.write of a line of N 'x' bytes
 /burst?tag=T&threads=K&lines=N
@@ -49,9 +49,8 @@ def application(environ, start_response):
     if path == "/pid":
         body = str(os.getpid()).encode()
     elif path == "/print":
-        print(f"print-{tag}", flush=True)
+        print(f"print-{tag}")
         sys.stderr.write(f"stderr-{tag}\n")
-        sys.stderr.flush()
     elif path == "/partial":
         for piece in (f"partial-{tag}-a", "-b", "-c", "-end\n"):
             os.write(1, piece.encode())
