@@ -468,6 +468,165 @@ def test_reload_serves_new_code(server_factory, tmp_path):
     assert bodies == [b"generation-two-edited"] * 10, bodies
 
 
+# -- a reload whose new code cannot be loaded ------------------------------
+
+VERSIONED_APP = (
+    "import os\n"
+    "{prelude}"
+    "VERSION = {version!r}\n\n"
+    "def application(environ, start_response):\n"
+    "    body = ('%d\\n' % os.getpid()).encode() + VERSION\n"
+    "    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', str(len(body)))])\n"
+    "    return [body]\n"
+)
+BROKEN_PRELUDE = "raise RuntimeError('deploy typo: broken on purpose')\n"
+
+
+def versioned_app(path: Path, version: bytes, broken: bool = False) -> None:
+    """Writes an app answering "PID\\nVERSION"; `broken` raises at import.
+    Atomically, so a worker respawned meanwhile never reads half a file."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(VERSIONED_APP.format(prelude=BROKEN_PRELUDE if broken else "", version=version))
+    os.replace(tmp, path)
+
+
+class BodyLoad:
+    """A small load: `clients` threads, each sending GET / on a keep-alive
+    connection (reconnecting after an error), recording (ok, pid, version,
+    error) for every request."""
+
+    def __init__(self, port: int, clients: int = 3):
+        self.port = port
+        self.records: list[tuple[bool, int | None, bytes | None, str | None]] = []
+        self.lock = threading.Lock()
+        self.stop_event = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        while not self.stop_event.is_set():
+            try:
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                body = resp.read()
+                pid, _, version = body.partition(b"\n")
+                rec = (resp.status == 200, int(pid) if resp.status == 200 else None, version, None)
+            except Exception as e:  # noqa: BLE001 - counted as a failure
+                rec = (False, None, None, repr(e))
+                conn.close()
+            with self.lock:
+                self.records.append(rec)
+            time.sleep(0.01)
+        conn.close()
+
+    def stop(self, timeout: float = 15.0) -> list:
+        self.stop_event.set()
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        assert not any(t.is_alive() for t in self.threads), "load threads still blocked"
+        with self.lock:
+            return list(self.records)
+
+
+def test_reload_that_cannot_load_the_app_is_aborted(server_factory, tmp_path):
+    """A HUP after a deploy with a typo (the new code raises at import) does
+    not take the site down: the new worker logs its traceback, the reload is
+    aborted with a clear error, the old workers (never told to drain) keep
+    serving the old code with 0 failed requests, and the master stays up in
+    phase Running. Once the code is fixed, the next HUP reloads normally."""
+    app = tmp_path / "deploy_app.py"
+    versioned_app(app, b"old-code")
+    s = server_factory(["--wsgi-file", str(app), "--processes", "2", "--threads", "2"])
+    master = s.pid
+    old = set(wait_children(s, 2))
+    load = BodyLoad(s.port)
+    try:
+        time.sleep(0.5)
+        versioned_app(app, b"new-code-with-a-typo", broken=True)
+        mark = s.mark()
+        s.signal(signal.SIGHUP)
+        s.wait_log(r"reload aborted: worker \d+ \(pid: \d+\) cannot load the app", since=mark, timeout=15)
+        # The retired new workers (if any got that far) are gone; the old ones remain.
+        wait_for(lambda: set(s.workers()) == old, 10, f"only the old workers {sorted(old)} to remain", s)
+        time.sleep(1.5)  # keep serving under load after the abort
+    finally:
+        recs = load.stop()
+    log = s.log_since(mark)
+    fails = [r for r in recs if not r[0]]
+    print(f"\naborted reload under load: requests={len(recs)} failed={len(fails)}")
+    assert len(recs) > 50, f"the load sent only {len(recs)} requests"
+    assert not fails, f"{len(fails)} failed requests, e.g. {fails[:5]}"
+    assert {r[2] for r in recs} == {b"old-code"}, Counter(r[2] for r in recs)
+    assert {r[1] for r in recs} <= old, f"served by {set(r[1] for r in recs) - old}, not the old workers"
+    assert "Traceback (most recent call last)" in log, log[-4000:]
+    assert "RuntimeError: deploy typo: broken on purpose" in log, log[-4000:]
+    assert "the previous 2 worker(s) keep serving" in log, log[-4000:]
+    assert "new workers accepting; draining" not in log, log[-4000:]
+    assert "FATAL" not in log, log[-4000:]
+    assert phases(log) == ["Reloading", "Running"], phases(log)
+    assert s.proc.poll() is None and s.pid == master and pid_alive(master)
+    assert set(s.workers()) == old
+    assert all(pid_alive(p) for p in old)
+
+    # Fixed: the next HUP reloads as usual.
+    versioned_app(app, b"fixed-new-code!")
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    s.wait_log(r"new workers accepting; draining 2 old worker", since=mark, timeout=15)
+    bodies = {fetch(s.port, "/").body.partition(b"\n")[2] for _ in range(6)}
+    assert bodies == {b"fixed-new-code!"}, bodies
+    wait_for(lambda: not any(pid_alive(p) for p in old), 15, "the old workers to exit", s)
+    assert phases(s.log_since(mark)) == ["Reloading", "Running"]
+    assert s.proc.poll() is None
+
+
+def test_kept_worker_respawn_that_cannot_load_the_app_backs_off(server_factory, tmp_path):
+    """After an aborted reload the broken code is still on disk: a kept
+    worker that dies is respawned, its successor cannot load the app either,
+    and that is logged and retried with backoff while the other worker keeps
+    serving (no exit). A HUP once the code is fixed brings both back."""
+    app = tmp_path / "deploy_app.py"
+    versioned_app(app, b"old-code")
+    s = server_factory(["--wsgi-file", str(app), "--processes", "2"])
+    old = wait_children(s, 2)
+    versioned_app(app, b"broken", broken=True)
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    s.wait_log(r"reload aborted", since=mark, timeout=15)
+    wait_for(lambda: set(s.workers()) == set(old), 10, "only the old workers to remain", s)
+    victim, survivor = old
+    mark = s.mark()
+    os.kill(victim, signal.SIGKILL)
+    s.wait_log(r"was killed by SIGKILL; respawning", since=mark, timeout=5)
+    s.wait_log(
+        r"worker \d+ \(pid: \d+\) cannot load the app \(see the traceback above\); "
+        r"retrying in 0\.1 s \(BACKOFF, failed start 1\)",
+        since=mark,
+        timeout=10,
+    )
+    s.wait_log(r"retrying in 0\.2 s \(BACKOFF, failed start 2\)", since=mark, timeout=10)
+    for _ in range(10):
+        resp = fetch(s.port, "/")
+        assert resp.status == 200 and resp.body == f"{survivor}\nold-code".encode(), resp
+    log = s.log_since(mark)
+    assert "RuntimeError: deploy typo: broken on purpose" in log
+    assert "FATAL" not in log and s.proc.poll() is None, log[-4000:]
+    assert "reload aborted" not in log
+
+    versioned_app(app, b"fixed")
+    mark = s.mark()
+    s.signal(signal.SIGHUP)
+    # 1 old worker, or 2 if a BACKOFF retry started just before the fix.
+    s.wait_log(r"new workers accepting; draining [12] old worker", since=mark, timeout=20)
+    new = set(wait_for(lambda: (lambda w: w if len(w) == 2 and survivor not in w else None)(s.workers()), 15, "two new workers", s))
+    bodies = {fetch(s.port, "/").body for _ in range(6)}
+    assert {b.partition(b"\n")[2] for b in bodies} == {b"fixed"}, bodies
+    assert {int(b.partition(b"\n")[0]) for b in bodies} <= new
+
+
 def test_term_completes_slow_request(server_factory):
     """Issue 4 item 4: a request in flight when TERM arrives completes with
     its full 200 response, then the master exits 0."""

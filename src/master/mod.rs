@@ -5,10 +5,30 @@
 //!
 //! ```text
 //! Bootstrap ──> Running ──HUP──> Reloading ──> Running
-//!                  │
+//!                  │                  │ a new worker cannot load the app:
+//!                  │                  └──> Running (reload aborted, the old
+//!                  │                        generation kept)
 //!                  ├─TERM──> Draining ──(workers gone or mercy)──> Stopped
 //!                  └─INT/QUIT──────────────────────────────────────> Stopped
 //! ```
+//!
+//! **A reload that cannot load the app is aborted.** The old generation is
+//! told to drain only once every new worker is RUNNING, so until then it
+//! serves untouched. If a new worker exits with `EXIT_BOOT_ERROR` (a syntax
+//! error or an ImportError in the code now on disk; the worker logged the
+//! traceback), the master logs `reload aborted: ...`, SIGTERMs the new
+//! workers that did boot, gives the old workers their ids back
+//! ([`supervise::Workers::restore_generation`]) and goes back to Running
+//! (and READY=1 for systemd). A later reload, once the code is fixed, works
+//! as usual. At startup there is no old generation, and the master exits 1.
+//!
+//! The limitation: the kept workers re-exec when they are respawned (a
+//! crash, harakiri, recycling), so their successors import the broken code
+//! too. Such a boot failure is not fatal while other workers are RUNNING:
+//! the id retries in BACKOFF (up to every 10 s, logging the traceback each
+//! time) and the others keep serving, with less capacity, until the code is
+//! fixed and reloaded. Only when no worker is left RUNNING does the master
+//! stop (see [`supervise`]).
 //!
 //! - [`listeners`]: binding TCP and unix sockets.
 //! - [`spawn`]: fork+exec of a worker with its fds.
@@ -214,6 +234,31 @@ impl Master {
             self.spawn(id);
         }
         self.reload = Some((old, Instant::now()));
+    }
+
+    /// A new worker cannot load the app: keep the old generation (never
+    /// told to drain, see [`Master::finish_reload_if_ready`]), retire the
+    /// new one, and go back to Running.
+    fn abort_reload(&mut self, id: usize, pid: i32) {
+        let Some((old, _)) = self.reload.take() else {
+            return;
+        };
+        let new = self.workers.restore_generation(&old, Instant::now());
+        let kept = self.workers.current().count();
+        tracing::error!(
+            "reload aborted: worker {id} (pid: {pid}) cannot load the app (see the traceback above); \
+             the previous {kept} worker(s) keep serving; fix the code and reload again"
+        );
+        if !new.is_empty() {
+            tracing::info!("retiring {} new worker(s) of the aborted reload", new.len());
+        }
+        for pid in new {
+            supervise::kill(pid, libc::SIGTERM);
+        }
+        self.set_phase(Phase::Running);
+        // systemd got RELOADING=1: the reload is over, serving as before.
+        self.notified_ready = true;
+        sd_notify("READY=1\nSTATUS=reload aborted: the new code cannot be loaded; the previous workers keep serving");
     }
 
     fn finish_reload_if_ready(&mut self) {
@@ -444,11 +489,16 @@ impl Master {
             self.programs.on_exit(pid, status, now);
         }
         let stopping = matches!(self.phase, Phase::Draining | Phase::Stopped);
+        // A boot failure in a reload is one of the new generation's (the
+        // old one's processes are retired); all of this batch's are, even
+        // after the first one aborted the reload.
+        let reloading = self.reload.is_some();
         for exit in exits {
             let reason = match exit.kind {
                 _ if exit.harakiri => Some("harakiri"),
                 ExitKind::Recycled => Some("recycle"),
                 ExitKind::Backoff(_) | ExitKind::Exited => Some("crash"),
+                ExitKind::BootRetry(_) if !reloading => Some("crash"),
                 _ => None,
             };
             if let Some(reason) = reason {
@@ -468,6 +518,22 @@ impl Master {
                     tracing::info!("worker {id} (pid: {pid}) {how}")
                 }
                 _ if stopping => tracing::info!("worker {id} (pid: {pid}) {how}"),
+                ExitKind::BootFailure | ExitKind::BootRetry(_) if reloading => {
+                    if self.reload.is_some() {
+                        self.abort_reload(id, pid);
+                    } else {
+                        tracing::info!(
+                            "worker {id} (pid: {pid}) of the aborted reload could not load the app either"
+                        );
+                    }
+                }
+                ExitKind::BootRetry(wait) => tracing::error!(
+                    "worker {id} (pid: {pid}) cannot load the app (see the traceback above); \
+                     retrying in {:.1} s (BACKOFF, failed start {}); the other RUNNING worker(s) \
+                     keep serving; fix the code and reload",
+                    wait.as_secs_f64(),
+                    exit.retries
+                ),
                 ExitKind::BootFailure => {
                     tracing::error!(
                         "worker {id} (pid: {pid}) could not load the app: FATAL; stopping (the reason is above)"

@@ -11,8 +11,12 @@
 //!             │  ^                                                 │ died
 //!   died      v  │ after 0.1 s, 0.2 s, 0.4 s ... 10 s              v
 //!          BACKOFF                              EXITED ── respawned at once
-//!             │
-//!  EXIT_BOOT_ERROR (from STARTING or RUNNING) ──> FATAL: the master stops
+//!             ^
+//!             │ another id is RUNNING (it keeps serving)
+//!  EXIT_BOOT_ERROR ──┤
+//!                    │ no other id is RUNNING
+//!                    v
+//!                  FATAL: the master stops, or aborts the reload
 //! ```
 //!
 //! - **RUNNING** means the worker imported the app, accepts connections
@@ -23,13 +27,24 @@
 //!   RUNNING is EXITED and respawned at once (a SIGKILL from harakiri or the
 //!   OOM killer is no reason to wait); its signal is named in the log.
 //! - **FATAL** for workers means only "the app cannot be loaded": the
-//!   worker exited with [`EXIT_BOOT_ERROR`] after printing the traceback.
-//!   Retrying cannot help, and a web server without its app is no use, so
-//!   the master stops (exit 1) instead of looping. Any other failure is
-//!   retried forever (`startretries` is unlimited), uWSGI-style: a worker
-//!   that crashed a hundred times may still be fixed by the 101st try (a
-//!   database back up, a disk no longer full). There is no option for
-//!   this; uWSGI has none either.
+//!   worker exited with [`EXIT_BOOT_ERROR`] after printing the traceback,
+//!   and no other worker id is RUNNING. Retrying cannot help, and a web
+//!   server without its app is no use, so at startup the master stops
+//!   (exit 1) instead of looping. During a reload it is the *new*
+//!   generation that cannot load the app while the old one (retired, so not
+//!   RUNNING here) still serves: the master aborts the reload and
+//!   [restores](Workers::restore_generation) the old generation instead.
+//!   Any other failure is retried forever (`startretries` is unlimited),
+//!   uWSGI-style: a worker that crashed a hundred times may still be fixed
+//!   by the 101st try (a database back up, a disk no longer full). There is
+//!   no option for this; uWSGI has none either.
+//! - **A boot failure while other ids are RUNNING** (a worker of a
+//!   generation kept by an aborted reload died, or was recycled, and its
+//!   successor imports the broken code now on disk) is not FATAL: the id
+//!   waits in BACKOFF and retries (0.1 s ... 10 s, forever, each try logging
+//!   the traceback), and the RUNNING workers keep serving. The site runs
+//!   with fewer workers until the code is fixed and reloaded, and stops
+//!   only if the last RUNNING worker goes too ([`ExitKind::BootRetry`]).
 //! - **Retired** processes belong to an older generation (reload,
 //!   recycling, scale-down) and drain on their own: their id's machine is
 //!   [detached](crate::programs::machine::Machine::detach) from them, so a
@@ -97,8 +112,11 @@ pub enum ExitKind {
     /// A worker that asked to be replaced (max-requests, reload-on-rss)
     /// and exited before the master started its successor.
     Recycled,
-    /// The app could not be loaded: FATAL.
+    /// The app could not be loaded, and no other id is RUNNING: FATAL.
     BootFailure,
+    /// The app could not be loaded, but other ids are RUNNING: BACKOFF,
+    /// the next try after this wait.
+    BootRetry(Duration),
     /// Died while STARTING: BACKOFF, the next try after this wait.
     Backoff(Duration),
     /// Died while RUNNING: EXITED, respawned at once.
@@ -133,6 +151,11 @@ pub enum Event {
     Spawn(usize),
     /// This id's process became RUNNING.
     Running { id: usize, pid: i32 },
+}
+
+/// The worker exited because it could not load the app.
+fn is_boot_error(how: machine::Exit) -> bool {
+    how == machine::Exit::Code(EXIT_BOOT_ERROR)
 }
 
 pub fn kill(pid: i32, sig: i32) {
@@ -248,7 +271,15 @@ impl Workers {
             lived: now.saturating_duration_since(proc_.spawned_at),
             retries: 0,
         };
-        let policy = self.policy.clone();
+        let mut policy = self.policy.clone();
+        let others_running = self
+            .ids
+            .iter()
+            .any(|(&id, st)| id != proc_.id && st.machine.state() == State::Running);
+        if others_running {
+            // A boot failure is not hopeless while others serve: BACKOFF.
+            policy.fatal_exitcodes.clear();
+        }
         let Some(st) = self.ids.get_mut(&proc_.id).filter(|st| st.pid == Some(pid)) else {
             // Retired: it no longer belongs to its id.
             return exit;
@@ -263,13 +294,14 @@ impl Workers {
         let before = st.machine.state();
         st.machine.exited(&policy, now, how);
         exit.retries = st.machine.retries();
+        let wait = st
+            .machine
+            .next_try()
+            .map_or(Duration::ZERO, |t| t.saturating_duration_since(now));
         exit.kind = match st.machine.state() {
             State::Fatal => ExitKind::BootFailure,
-            State::Backoff => ExitKind::Backoff(
-                st.machine
-                    .next_try()
-                    .map_or(Duration::ZERO, |t| t.saturating_duration_since(now)),
-            ),
+            State::Backoff if is_boot_error(how) => ExitKind::BootRetry(wait),
+            State::Backoff => ExitKind::Backoff(wait),
             State::Stopped if before == State::Stopping => ExitKind::Stopped,
             _ => ExitKind::Exited,
         };
@@ -357,6 +389,38 @@ impl Workers {
         }
     }
 
+    /// Aborts a reload: retires the new generation's processes (returned,
+    /// for the caller to SIGTERM) and gives the previous generation's live
+    /// processes, `old` (retired by [`Workers::retire_all`] but never told
+    /// to drain), their ids back, RUNNING, as if the reload never happened.
+    /// An id whose old process died meanwhile starts again from STOPPED
+    /// (its next boot may fail too: see [`ExitKind::BootRetry`]).
+    pub fn restore_generation(&mut self, old: &[i32], now: Instant) -> Vec<i32> {
+        let new = self.retire_all();
+        for st in self.ids.values_mut() {
+            if st.pid.is_none() {
+                // FATAL or BACKOFF after the failed boot; STOPPED if retired.
+                st.machine = Machine::new();
+            }
+        }
+        for &pid in old {
+            // Gone if it died during the reload.
+            let Some(p) = self.procs.get_mut(&pid) else {
+                continue;
+            };
+            let st = self.ids.entry(p.id).or_insert_with(|| Slot {
+                machine: Machine::new(),
+                pid: None,
+            });
+            if st.pid.is_none() {
+                p.retired = false;
+                st.pid = Some(pid);
+                st.machine.attach(now);
+            }
+        }
+        new
+    }
+
     /// Retires every current worker; returns their pids.
     pub fn retire_all(&mut self) -> Vec<i32> {
         let pids: Vec<i32> = self
@@ -426,14 +490,21 @@ impl Workers {
             .iter()
             .map(|(&id, st)| {
                 let m = &st.machine;
-                let how = m.last_exit().map(machine::Exit::describe);
-                let description = match (m.state(), how) {
-                    (State::Backoff, Some(how)) => format!(
-                        "exited too quickly ({how}); failed start {}, retrying in {:.1} s",
+                let retry = || {
+                    format!(
+                        "failed start {}, retrying in {:.1} s",
                         m.retries(),
                         m.next_try()
                             .map_or(0.0, |t| t.saturating_duration_since(now).as_secs_f64())
-                    ),
+                    )
+                };
+                let description = match (m.state(), m.last_exit()) {
+                    (State::Backoff, Some(how)) if is_boot_error(how) => {
+                        format!("could not load the app; {}", retry())
+                    }
+                    (State::Backoff, Some(how)) => {
+                        format!("exited too quickly ({}); {}", how.describe(), retry())
+                    }
                     (State::Fatal, _) => "could not load the app".into(),
                     _ => String::new(),
                 };
@@ -585,5 +656,81 @@ mod tests {
         let e = exit(&mut w, pids[0], code(0), now);
         assert_eq!(e.kind, ExitKind::Stopped);
         assert_eq!(w.state(1), Some(State::Stopped));
+    }
+
+    /// Spawns ids 1..=target and lets them all become RUNNING.
+    fn running(w: &mut Workers, target: usize, now: Instant, first_pid: i32) -> Vec<i32> {
+        let pids = spawn_all(w, target, now, first_pid);
+        w.tick(target, now + WORKER_STARTSECS, |_| true);
+        for id in 1..=target {
+            assert_eq!(w.state(id), Some(State::Running));
+        }
+        pids
+    }
+
+    #[test]
+    fn a_boot_error_while_others_run_backs_off_instead() {
+        let mut w = workers();
+        let now = Instant::now();
+        let pids = running(&mut w, 2, now, 100);
+        let e = exit(&mut w, pids[0], libc::SIGKILL, now);
+        assert_eq!(e.kind, ExitKind::Exited);
+        assert_eq!(w.tick(2, now, |_| true), vec![Event::Spawn(1)]);
+        let slot = w.alloc_slot().unwrap();
+        w.started(1, 200, slot, now);
+        let e = exit(&mut w, 200, code(EXIT_BOOT_ERROR), now);
+        assert_eq!(e.kind, ExitKind::BootRetry(WORKER_BACKOFF_FIRST));
+        assert_eq!(w.state(1), Some(State::Backoff));
+        assert!(w.id_status(now)[0]
+            .description
+            .starts_with("could not load the app; failed start 1"));
+        assert_eq!(
+            w.tick(2, now + WORKER_BACKOFF_FIRST, |_| true),
+            vec![Event::Spawn(1)]
+        );
+        // The last RUNNING worker gone too: a boot failure is FATAL again.
+        let slot = w.alloc_slot().unwrap();
+        w.started(1, 201, slot, now);
+        exit(&mut w, pids[1], libc::SIGKILL, now);
+        let e = exit(&mut w, 201, code(EXIT_BOOT_ERROR), now);
+        assert_eq!(e.kind, ExitKind::BootFailure);
+    }
+
+    #[test]
+    fn an_aborted_reload_restores_the_old_generation() {
+        let mut w = workers();
+        let now = Instant::now();
+        let old = running(&mut w, 3, now, 100);
+        let retired = w.retire_all();
+        assert_eq!(w.restart_all(3), vec![1, 2, 3]);
+        for (n, id) in (1..=3).enumerate() {
+            let slot = w.alloc_slot().unwrap();
+            w.started(id, 200 + n as i32, slot, now);
+        }
+        // The old worker 3 died during the reload; new worker 1 cannot
+        // load the app, new worker 2 is still starting, new 3 accepts.
+        assert_eq!(exit(&mut w, old[2], code(0), now).kind, ExitKind::Retired);
+        assert_eq!(
+            exit(&mut w, 200, code(EXIT_BOOT_ERROR), now).kind,
+            ExitKind::BootFailure
+        );
+        let mut new = w.restore_generation(&retired, now);
+        new.sort();
+        assert_eq!(new, vec![201, 202]);
+        let mut current: Vec<i32> = w.current().map(|(pid, _)| pid).collect();
+        current.sort();
+        assert_eq!(current, vec![old[0], old[1]]);
+        assert_eq!(w.state(1), Some(State::Running));
+        assert_eq!(w.state(2), Some(State::Running));
+        // Id 3 lost its old worker: started again.
+        assert_eq!(w.state(3), Some(State::Stopped));
+        assert_eq!(w.tick(3, now, |_| true), vec![Event::Spawn(3)]);
+        // The retired new workers' exits are not failures.
+        assert_eq!(exit(&mut w, 201, code(0), now).kind, ExitKind::Retired);
+        // A restored worker that dies is respawned at once.
+        assert_eq!(
+            exit(&mut w, old[0], libc::SIGKILL, now).kind,
+            ExitKind::Exited
+        );
     }
 }

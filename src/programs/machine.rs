@@ -31,6 +31,8 @@
 //! - [`Machine::detach`]: the process is handed off and drains on its own
 //!   (a worker retired by a reload or recycling); the machine is free for a
 //!   successor at once.
+//!   [`Machine::attach`] takes a handed-off process back (an aborted reload
+//!   keeps the previous generation).
 
 use std::time::{Duration, Instant};
 
@@ -219,6 +221,18 @@ impl Machine {
             self.ready = false;
             self.retries = 0;
         }
+    }
+
+    /// The inverse of [`Machine::detach`]: a process handed off while
+    /// RUNNING is this machine's again, RUNNING (a worker of the previous
+    /// generation kept when a reload is aborted).
+    pub fn attach(&mut self, now: Instant) {
+        self.state = State::Running;
+        self.spawned_at = Some(now);
+        self.next_try = None;
+        self.kill_at = None;
+        self.ready = true;
+        self.retries = 0;
     }
 
     /// A start request (autostart, or by hand). Resets the retry count.
@@ -584,5 +598,25 @@ mod tests {
         let mut idle = Machine::new();
         idle.detach();
         assert_eq!(idle.state(), State::Stopped);
+    }
+
+    #[test]
+    fn attach_takes_a_handed_off_process_back_running() {
+        let (p, t0) = (policy(), Instant::now());
+        let mut m = Machine::new();
+        m.start();
+        m.spawned(&p, t0);
+        m.tick(&p, secs(t0, 1));
+        assert_eq!(m.state(), State::Running);
+        m.detach();
+        m.attach(secs(t0, 2));
+        assert_eq!(m.state(), State::Running);
+        assert_eq!(m.tick(&p, secs(t0, 3)), None);
+        m.exited(&p, secs(t0, 4), Exit::Signal(libc::SIGKILL));
+        assert_eq!(
+            m.state(),
+            State::Exited,
+            "a RUNNING death, not a failed start"
+        );
     }
 }
