@@ -211,7 +211,8 @@ def test_unknown_program_key_is_a_config_error_with_line(tmp_path):
     assert f"{ini}:7" in r.stderr and "did you mean 'autorestart'" in r.stderr
 
 
-def test_env_file_reaches_workers_and_programs(server_factory, tmp_path):
+def write_env_app(tmp_path):
+    """An app answering with its FROM_ENV_FILE environment variable."""
     app = tmp_path / "envapp.py"
     app.write_text(
         "import os\n"
@@ -219,6 +220,11 @@ def test_env_file_reaches_workers_and_programs(server_factory, tmp_path):
         "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
         "    return [os.environ.get('FROM_ENV_FILE', 'unset').encode()]\n"
     )
+    return app
+
+
+def test_env_file_reaches_workers_and_programs(server_factory, tmp_path):
+    app = write_env_app(tmp_path)
     envfile = tmp_path / "app.env"
     envfile.write_text("# settings\nexport FROM_ENV_FILE=\"hello env\"\n\nOTHER=1\n")
     srv, sock = start_with(
@@ -246,13 +252,7 @@ def test_reread_and_update_pick_up_a_changed_env_file(server_factory, tmp_path):
     (`env: changed`, and every program, since they all get it); update
     restarts the programs with the new values; the web workers keep theirs
     until their next reload, then have the new ones too."""
-    app = tmp_path / "envapp.py"
-    app.write_text(
-        "import os\n"
-        "def application(environ, start_response):\n"
-        "    start_response('200 OK', [('Content-Type', 'text/plain')])\n"
-        "    return [os.environ.get('FROM_ENV_FILE', 'unset').encode()]\n"
-    )
+    app = write_env_app(tmp_path)
     envfile = tmp_path / "app.env"
     envfile.write_text("FROM_ENV_FILE=one\n")
     srv, sock = start_with(
