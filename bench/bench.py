@@ -95,6 +95,16 @@ UWSGI_DEFAULT_OPTS = "--add-header 'Connection: close'"
 # this floor.
 MIN_EFFECTIVE_CONCURRENCY = 8
 
+# Cache-line round trip between CPU 0 and CPU 1 (bench/xcpu.c), measured
+# right before and right after each measured run. On this 2-vCPU virtual
+# machine the host places the two vCPUs either on one core complex (about
+# 90 ns) or on two (about 400 ns), and moves them now and then; every
+# server's loopback req/s follows (hello: about 165k against 133k for
+# capataz, alike for bjoern). Runs are only compared under the same
+# placement; see "vCPU placement" in RESULTS.md.
+XCPU_FAR_NS = 200
+XCPU_BIN = None  # built into TMP by build_xcpu()
+
 LIVE = {}  # pgid -> Popen, for cleanup on any exit path
 TMP = tempfile.mkdtemp(prefix="capataz-bench-")
 
@@ -556,6 +566,52 @@ def run_wrk(url, duration, script):
     return r
 
 
+# ---------------------------------------------------------------- vCPU placement
+
+
+def build_xcpu():
+    """Compiles bench/xcpu.c into TMP; without a C compiler the placement
+    column reads "—" and ratios are not checked for placement."""
+    global XCPU_BIN
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if not cc:
+        log("no C compiler: vCPU placement not measured")
+        return
+    out = os.path.join(TMP, "xcpu")
+    r = subprocess.run([cc, "-O2", "-pthread", "-o", out, os.path.join(BENCH, "xcpu.c")],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        log(f"cannot build bench/xcpu.c, vCPU placement not measured: {r.stderr.strip()[-300:]}")
+        return
+    XCPU_BIN = out
+
+
+def xcpu_ns():
+    if not XCPU_BIN or (os.cpu_count() or 1) < 2:
+        return None
+    try:
+        r = subprocess.run([XCPU_BIN], capture_output=True, text=True, timeout=10)
+        return int(r.stdout.strip())
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+
+
+def placement(row):
+    """near / far / moved (changed during the run) / None (not measured)."""
+    x = (row or {}).get("xcpu")
+    if not x or None in x:
+        return None
+    near = [v < XCPU_FAR_NS for v in x]
+    return "near" if all(near) else "far" if not any(near) else "moved"
+
+
+def fmt_xcpu(row):
+    x = row.get("xcpu")
+    if not x or None in x:
+        return "—"
+    return f"{x[0]}→{x[1]} ({placement(row)})"
+
+
 # ---------------------------------------------------------------- one row
 
 
@@ -602,9 +658,11 @@ def bench_one(name, workload, duration, warmup, granian_opts, want_rss=False, ta
         if warmup > 0:
             run_wrk(url, warmup, script)
         hz = os.sysconf("SC_CLK_TCK")
+        x0 = xcpu_ns()
         t0, c0, b0 = time.monotonic(), group_cpu_ticks(srv.pgid), system_busy_ticks()
         r = run_wrk(url, duration, script)
         t1, c1, b1 = time.monotonic(), group_cpu_ticks(srv.pgid), system_busy_ticks()
+        row["xcpu"] = (x0, xcpu_ns())
         row.update(r)
         wall = max(t1 - t0, 1e-9)
         row["srv_cpu"] = (c1 - c0) / hz / wall
@@ -664,7 +722,7 @@ def combine(rounds):
     best round is the least disturbed. AGG=median shows medians instead.
     Error counts are summed over the rounds; the row is VOID if any round is."""
     if len(rounds) == 1:
-        return rounds[0]
+        return dict(rounds[0], rounds=rounds)
     first = rounds[0]
     if any(r.get("rps") is None for r in rounds):
         bad = next(r for r in rounds if r.get("rps") is None)
@@ -682,6 +740,7 @@ def combine(rounds):
     row["sockerr"] = sum(r["sockerr"] for r in rounds)
     row["sockerr_text"] = " / ".join(r["sockerr_text"] for r in rounds if r["sockerr"])
     row["round_rps"] = [r["rps"] for r in rounds]
+    row["rounds"] = rounds
     voids = [r["status"] for r in rounds if r["status"] != "OK"]
     row["void"] = bool(voids)
     row["status"] = voids[0] if voids else "OK"
@@ -729,6 +788,9 @@ def fmt_rounds(row):
     rr = row.get("round_rps")
     if not rr:
         return ""
+    if any(placement(r) for r in row.get("rounds", [])):
+        return " (" + ", ".join(f"{r['rps'] / 1000:.1f}k {placement(r) or '?'}"
+                                for r in row["rounds"]) + ")"
     return f" ({min(rr) / 1000:.1f}k–{max(rr) / 1000:.1f}k)"
 
 
@@ -738,6 +800,25 @@ def fmt_ms(v):
 
 def usable(row):
     return row is not None and row.get("status") == "OK" and row.get("rps")
+
+
+def comparable(a, b):
+    """(a', b', note): the rows to compare for a ratio between combined rows a
+    and b. Rows under different vCPU placements (see XCPU_FAR_NS) are not
+    compared when both sides have rounds under a common one: then each side's
+    best round under that placement is used (near first), and the note says
+    so. With no common placement the best rows are compared and the note
+    warns that the ratio is not like for like."""
+    pa, pb = placement(a), placement(b)
+    if pa == pb or pa is None or pb is None:
+        return a, b, ""
+    for cls in ("near", "far"):
+        ra = [r for r in a.get("rounds", [a]) if placement(r) == cls and usable(r)]
+        rb = [r for r in b.get("rounds", [b]) if placement(r) == cls and usable(r)]
+        if ra and rb:
+            return (max(ra, key=lambda r: r["rps"]), max(rb, key=lambda r: r["rps"]),
+                    f" (best rounds ran {pa}/{pb}; compared: best {cls} rounds)")
+    return a, b, f" *(not like for like: vCPU placement {pa} against {pb}; rerun)*"
 
 
 def machine_info(peer_versions):
@@ -854,6 +935,12 @@ def report(rows, rss_rows, servers, workloads, duration, warmup, repeat, granian
     L.append("- srv CPU / wrk CPU: CPU time used during the measured run divided by wall time "
              "(1.00 = one full core). other CPU: the rest of the machine's busy CPU in the same interval "
              "(other jobs, unattributed kernel work); more than ~0.1 means the run was disturbed.")
+    L.append(f"- x-CPU ns: the cache-line round trip between CPU 0 (wrk) and CPU 1 (the server), "
+             f"measured by `bench/xcpu.c` right before and right after the run. Below {XCPU_FAR_NS} ns "
+             "the host ran the two vCPUs on one core complex (near), above on two (far); loopback "
+             "req/s is about 20% lower when far, for every server. A ratio is computed between runs "
+             "under the same placement: when the best rounds differ, the best rounds of a placement "
+             "both sides ran under are used, and the ratio says so.")
     if idle_before is not None:
         L.append(f"- Machine busy before the run started: {idle_before:.2f} cores (of {os.cpu_count()})"
                  + ("  **— not idle: numbers are disturbed**" if idle_before > 0.2 else ""))
@@ -866,19 +953,19 @@ def report(rows, rss_rows, servers, workloads, duration, warmup, repeat, granian
     for w in workloads:
         L.append(f"## {w}: {WORKLOADS[w][2]}")
         L.append("")
-        L.append("| server | setting | req/s | p50 | p99 | non-2xx | socket errors | ≈ in flight | srv CPU | wrk CPU | other CPU | status |")
-        L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        L.append("| server | setting | req/s | p50 | p99 | non-2xx | socket errors | ≈ in flight | srv CPU | wrk CPU | other CPU | x-CPU ns | status |")
+        L.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
         for s in servers:
             r = by.get((s, w))
             if r is None:
                 continue
             if r.get("rps") is None:
-                L.append(f"| {s} | {r.get('setting', '')} | — | — | — | — | — | — | — | — | — | {r['status']} |")
+                L.append(f"| {s} | {r.get('setting', '')} | — | — | — | — | — | — | — | — | — | — | {r['status']} |")
                 continue
             L.append(
                 f"| {s} | {r['setting']} | {fmt_rps(r)}{fmt_rounds(r)} | {fmt_ms(r['p50'])} | {fmt_ms(r['p99'])} | "
                 f"{r['non2xx']} | {r['sockerr']}{' (' + r['sockerr_text'] + ')' if r['sockerr'] else ''} | "
-                f"{fmt_num(r.get('conc'))} | {r['srv_cpu']:.2f} | {r['wrk_cpu']:.2f} | {r['other_cpu']:.2f} | {r['status']} |"
+                f"{fmt_num(r.get('conc'))} | {r['srv_cpu']:.2f} | {r['wrk_cpu']:.2f} | {r['other_cpu']:.2f} | {fmt_xcpu(r)} | {r['status']} |"
             )
         cap = by.get(("capataz", w))
         ratios = []
@@ -889,7 +976,8 @@ def report(rows, rss_rows, servers, workloads, duration, warmup, repeat, granian
             if peer is None or not peer.get("rps"):
                 continue
             if usable(cap) and usable(peer):
-                ratios.append(f"capataz/{s} = {cap['rps'] / peer['rps']:.2f}x")
+                c, p, note = comparable(cap, peer)
+                ratios.append(f"capataz/{s} = {c['rps'] / p['rps']:.2f}x{note}")
             else:
                 why = "capataz " + (cap["status"] if cap else "not run") if not usable(cap) else f"{s} {peer['status']}"
                 ratios.append(f"capataz/{s} = n/a ({why})")
@@ -966,14 +1054,15 @@ def targets(by, rss_rows, servers, workloads):
         r = by.get((s, w))
         return r["rps"] if usable(r) else None
 
-    def ratio_check(w, peer, need):
-        c, p = rps("capataz", w), rps(peer, w)
-        if c is None or p is None:
-            who = "capataz" if c is None else peer
+    def ratio_check(w, peer, need, a="capataz"):
+        c, p = by.get((a, w)), by.get((peer, w))
+        if not usable(c) or not usable(p):
+            who = a if not usable(c) else peer
             r = by.get((who, w))
-            return f"capataz/{peer}: n/a ({who}: {r['status'] if r else 'not run'})", None
-        x = c / p
-        return f"capataz/{peer} = {x:.2f}x", x >= need
+            return f"{a}/{peer}: n/a ({who}: {r['status'] if r else 'not run'})", None
+        c, p, note = comparable(c, p)
+        x = c["rps"] / p["rps"]
+        return f"{a}/{peer} = {x:.2f}x{note}", x >= need
 
     def verdict(parts):
         vals = [v for _, v in parts]
@@ -1001,9 +1090,11 @@ def targets(by, rss_rows, servers, workloads):
                      f"{dist(('capataz', 'sleep10'))} |")
     if "hello-2proc" in workloads:
         parts = [ratio_check("hello-2proc", "granian", 1.0)]
-        c2, c1 = rps("capataz", "hello-2proc"), rps("capataz", "hello")
-        if c2 is not None and c1 is not None:
-            parts.append((f"capataz 2-proc / 1-proc = {c2 / c1:.2f}x", c2 / c1 >= 1.8))
+        c2, c1 = by.get(("capataz", "hello-2proc")), by.get(("capataz", "hello"))
+        if usable(c2) and usable(c1):
+            c2, c1, note = comparable(c2, c1)
+            x = c2["rps"] / c1["rps"]
+            parts.append((f"capataz 2-proc / 1-proc = {x:.2f}x{note}", x >= 1.8))
         else:
             parts.append(("capataz 2-proc / 1-proc: n/a", None))
         r2 = by.get(("capataz", "hello-2proc"))
@@ -1016,9 +1107,11 @@ def targets(by, rss_rows, servers, workloads):
                  f"{verdict(parts[1:])} (1.8×)"
                  f"{dist(('capataz', 'hello-2proc'), ('granian', 'hello-2proc'), ('capataz', 'hello'))} |")
     if "hello-log" in workloads:
-        cl, c1 = rps("capataz", "hello-log"), rps("capataz", "hello")
-        if cl is not None and c1 is not None:
-            L.append(f"| access log on, hello | ≥ 0.9× capataz logging off | {cl / c1:.2f}x | {'PASS' if cl / c1 >= 0.9 else 'MISS'}"
+        cl, c1 = by.get(("capataz", "hello-log")), by.get(("capataz", "hello"))
+        if usable(cl) and usable(c1):
+            cl, c1, note = comparable(cl, c1)
+            x = cl["rps"] / c1["rps"]
+            L.append(f"| access log on, hello | ≥ 0.9× capataz logging off | {x:.2f}x{note} | {'PASS' if x >= 0.9 else 'MISS'}"
                      f"{dist(('capataz', 'hello-log'), ('capataz', 'hello'))} |")
         else:
             L.append("| access log on, hello | ≥ 0.9× capataz logging off | n/a | n/a |")
@@ -1038,8 +1131,11 @@ def targets(by, rss_rows, servers, workloads):
             L.append(f"| idle worker RSS | ≤ uWSGI's | n/a ({others}) | n/a |")
     if "hello" in workloads:
         c, b = by.get(("capataz", "hello")), by.get(("bjoern", "hello"))
+        note = ""
+        if usable(c) and usable(b):
+            c, b, note = comparable(c, b)
         if usable(c) and usable(b) and c.get("p99") is not None and b.get("p99") is not None:
-            L.append(f"| p99 at c=64, hello | ≤ bjoern's | capataz {fmt_ms(c['p99'])}, bjoern {fmt_ms(b['p99'])} | "
+            L.append(f"| p99 at c=64, hello | ≤ bjoern's | capataz {fmt_ms(c['p99'])}, bjoern {fmt_ms(b['p99'])}{note} | "
                      f"{'PASS' if c['p99'] <= b['p99'] else 'MISS'}{dist(('capataz', 'hello'), ('bjoern', 'hello'))} |")
         else:
             L.append("| p99 at c=64, hello | ≤ bjoern's | n/a | n/a |")
@@ -1079,6 +1175,11 @@ def main():
     log(f"placement: wrk on CPU 0 (taskset -c 0); one-process servers on CPU 1 (taskset -c 1); "
         f"2-process row unpinned; {os.cpu_count()} CPUs online")
     log(f"temp dir (server stderr, logs): {TMP}")
+    build_xcpu()
+    x = xcpu_ns()
+    if x is not None:
+        log(f"CPU 0 <-> CPU 1 cache-line round trip now: {x} ns "
+            f"({'near' if x < XCPU_FAR_NS else 'far'}; see XCPU_FAR_NS)")
     idle_before = busy_fraction(2.0)
     log(f"machine busy before start: {idle_before:.2f} cores"
         + ("  WARNING: not idle, numbers will be disturbed" if idle_before > 0.2 else ""))
@@ -1108,6 +1209,7 @@ def main():
                     prev.append(row)
                     rss = f", idle RSS {row['rss_kb'] / 1024:.1f} MiB" if "rss_kb" in row else ""
                     oc = f", other CPU {row['other_cpu']:.2f}" if "other_cpu" in row else ""
+                    oc += f", x-CPU {fmt_xcpu(row)}" if "xcpu" in row else ""
                     log(f"    -> {fmt_rps(row)} req/s, p99 {fmt_ms(row.get('p99'))}, {row['status']}{rss}{oc}")
             for s in servers:
                 row = combine(rounds[s])

@@ -19,6 +19,7 @@ command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 dpkg -s libev-dev >/dev/null 2>&1 || need_apt+=(libev-dev)
 command -v taskset >/dev/null 2>&1 || need_apt+=(util-linux)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 if [ ${#need_apt[@]} -gt 0 ]; then
     echo "installing from apt: ${need_apt[*]}" >&2
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
