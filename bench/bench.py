@@ -754,7 +754,9 @@ def combine(rounds):
 
 def tune_granian(duration, warmup, rounds):
     """Each candidate setting `rounds` times, interleaved; a setting scores its
-    best round (a disturbance only ever lowers a figure)."""
+    best round (a disturbance only ever lowers a figure). When every setting
+    has an OK round under one vCPU placement (near first, then far), only
+    rounds under that placement score, so no setting wins by placement."""
     log(f"granian sweep on hello ({len(GRANIAN_CANDIDATES)} settings x {rounds} rounds, {duration} s each)")
     runs = {opts: [] for opts in GRANIAN_CANDIDATES}
     for rnd in range(rounds):
@@ -762,10 +764,15 @@ def tune_granian(duration, warmup, rounds):
             row = bench_one("granian", "hello", duration, warmup, opts, tag=f"granian-tune{rnd}-{i}")
             runs[opts].append(row)
             log(f"    {opts or '(defaults)':60s} {fmt_rps(row)} {row['status']} "
-                f"other CPU {row.get('other_cpu', 0):.2f}")
+                f"other CPU {row.get('other_cpu', 0):.2f}, x-CPU {fmt_xcpu(row)}")
+    oks = [[r for r in runs[o] if r.get("status") == "OK"] for o in GRANIAN_CANDIDATES]
+    same = next((cls for cls in ("near", "far")
+                 if all(any(placement(r) == cls for r in ok) for ok in oks if ok)), None)
+    if same:
+        log(f"  granian settings scored on their {same}-placement rounds")
     results = []
     for opts in GRANIAN_CANDIDATES:
-        ok = [r for r in runs[opts] if r.get("status") == "OK"]
+        ok = [r for r in runs[opts] if r.get("status") == "OK" and (same is None or placement(r) == same)]
         best = max(ok, key=lambda r: r["rps"]) if ok else runs[opts][0]
         results.append((opts, dict(best, round_rps=[r.get("rps") or 0 for r in runs[opts]])))
     ok = [(o, r) for o, r in results if r.get("status") == "OK"]

@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define BURSTS 7
-#define TRIPS 20000
+#define BURSTS 50
+#define TRIPS 2000
 
 static _Atomic long turn __attribute__((aligned(64)));
 static int cpu_b = 1;
