@@ -307,9 +307,10 @@ impl Master {
         }
     }
 
-    /// SIGUSR1 (logrotate's `postrotate kill -USR1`): reopen `logto` here
-    /// and in the workers, and the side programs' log files.
-    fn reopen_logs(&mut self) {
+    /// SIGUSR1 (logrotate's `postrotate kill -USR1`) and master-fifo `l`
+    /// (`why` names which): reopen `logto` here and in the workers, and the
+    /// side programs' log files.
+    fn reopen_logs(&mut self, why: &str) {
         crate::programs::logs::reopen_files();
         let Some(path) = &self.config.logto else {
             return;
@@ -318,7 +319,7 @@ impl Master {
             tracing::error!("logto {}: {e}", path.display());
             return;
         }
-        tracing::info!("SIGUSR1: reopened {}", path.display());
+        tracing::info!("{why}: reopened {}", path.display());
         self.workers.signal_all(libc::SIGUSR1);
     }
 
@@ -349,7 +350,7 @@ impl Master {
             libc::SIGHUP if !stopping => self.begin_reload("SIGHUP"),
             libc::SIGTTIN if !stopping => self.scale_to(self.target + 1, "SIGTTIN"),
             libc::SIGTTOU if !stopping => self.scale_to(self.target.saturating_sub(1), "SIGTTOU"),
-            libc::SIGUSR1 => self.reopen_logs(),
+            libc::SIGUSR1 => self.reopen_logs("SIGUSR1"),
             _ => {}
         }
     }
@@ -430,7 +431,7 @@ impl Master {
             b'Q' => self.on_signal(libc::SIGINT),
             b'+' if !stopping => self.scale_to(self.target + 1, "master-fifo '+'"),
             b'-' if !stopping => self.scale_to(self.target.saturating_sub(1), "master-fifo '-'"),
-            b'l' => tracing::info!("master-fifo 'l': the log goes to stderr; nothing to reopen"),
+            b'l' => self.reopen_logs("master-fifo 'l'"),
             b'\n' | b'\r' | b' ' => {}
             other => tracing::warn!("master-fifo: unknown command {:?}", other as char),
         }
