@@ -437,18 +437,11 @@ impl Master {
         }
     }
 
-    /// `vacuum`: removes our unix sockets (only if still ours) and the pidfile.
+    /// `vacuum`: removes our unix sockets, the listeners' and the
+    /// `[socket:x]` ones (only if still ours), and the pidfile.
     fn vacuum(&self) {
-        for l in &self.listeners {
-            if let Some((path, id)) = &l.unix_path {
-                if listeners::socket_identity(path) == Some(*id) {
-                    match std::fs::remove_file(path) {
-                        Ok(()) => tracing::info!("vacuum: removed {}", path.display()),
-                        Err(e) => tracing::warn!("vacuum: {}: {e}", path.display()),
-                    }
-                }
-            }
-        }
+        let listener_files = self.listeners.iter().filter_map(|l| l.unix_path.as_ref());
+        listeners::vacuum(listener_files.chain(self.programs.unix_socket_files()));
         if let Some(path) = &self.config.pidfile {
             let ours = std::fs::read_to_string(path)
                 .is_ok_and(|t| t.trim() == std::process::id().to_string());
