@@ -23,7 +23,7 @@ import requests
 
 from support.rawhttp import Conn, ConnectionClosedEarly, request_bytes
 from support.ctl import start_with
-from support.server import APPS, Server, capataz_bin, clean_env, free_port, plain_args, probe_http, wait_file
+from support.server import APPS, Server, capataz_bin, clean_env, fifo_write, free_port, plain_args, probe_http, wait_file
 
 
 @pytest.fixture(scope="module")
@@ -427,6 +427,42 @@ def test_output_relay_follows_logto_and_usr1(server_factory, tmp_path):
     wait_file(logf, PREFIXED + r"print-after$")
     assert "print-after" not in (tmp_path / "relay.log.1").read_text()
     assert "print-" not in s.log(), "nothing relayed to the old stderr"
+
+
+def test_master_fifo_l_reopens_logto_like_usr1(server_factory, tmp_path):
+    """uWSGI's master-fifo `l` reopens the log: after logrotate moves the
+    logto file, `l` does what SIGUSR1 does, so the master and every worker
+    write to a fresh file at the path and the moved one stops growing."""
+    logf, rotated, fifo = tmp_path / "app.log", tmp_path / "app.log.1", tmp_path / "master.fifo"
+    s = server_factory(plain_args("--processes", "2", "--threads", "1", "--logto", str(logf), "--master-fifo", str(fifo)))
+    requests.get(f"{s.url}/hello?n=before", timeout=5)
+    wait_file(logf, r"GET /hello\?n=before ")
+    os.rename(logf, rotated)
+    fifo_write(fifo, b"l")
+    wait_file(logf, r"master-fifo 'l': reopened")
+
+    def hit(n):
+        with Conn(s.port, timeout=10) as conn:
+            conn.send(request_bytes("GET", f"/sleep?ms=20&n={n}", headers=[("Connection", "close")]))
+            return int(conn.read_response().body)
+
+    # Until both workers have logged a request to the new file.
+    workers, logged, n = set(), set(), 0
+    deadline = time.monotonic() + 20
+    while not (len(workers) == 2 and logged == workers):
+        assert time.monotonic() < deadline, f"workers {workers}, logged to the new file: {logged}"
+        with ThreadPoolExecutor(4) as pool:
+            workers |= set(pool.map(hit, range(n, n + 8)))
+        n += 8
+        time.sleep(0.1)
+        logged = {int(p) for p in re.findall(r"\[pid: (\d+)\|", logf.read_text())}
+    size = rotated.stat().st_size
+    assert "/sleep" not in rotated.read_text() and "reopened" not in rotated.read_text()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(hit, range(1000, 1008)))
+    wait_file(logf, r"GET /sleep\?ms=20&n=1007 ")
+    time.sleep(0.2)
+    assert rotated.stat().st_size == size, "the rotated file still grows"
 
 
 def test_log_master_off_leaves_output_unprefixed(server_factory):

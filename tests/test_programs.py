@@ -8,13 +8,15 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import stat
 import sys
 import time
 
 import pytest
 import requests
 
-from support.ctl import ctl, start_with, status, wait_state
+from support.ctl import ctl, short_dir, start_with, status, wait_state
 from support.server import free_port, pid_alive
 
 PY = sys.executable
@@ -364,3 +366,73 @@ def test_update_reports_a_socket_that_cannot_be_bound(server_factory):
         assert "[socket:busy] is not bound" in row["description"], row
     finally:
         taken.close()
+
+
+# -- [socket:x] unix socket files: vacuum, update ------------------------------
+
+
+def is_socket(path) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_vacuum_removes_a_shared_unix_socket(server_factory, sig):
+    """With `vacuum`, a [socket:x] unix socket's file is removed at exit,
+    like the listeners' (graceful or fast stop)."""
+    path = short_dir() / "shared.sock"
+    srv, _ = start_with(server_factory, f"[socket:u]\npath = {path}\n", extra="vacuum = true\n")
+    assert is_socket(path)
+    srv.signal(sig)
+    assert srv.wait_exit(15) == 0
+    assert not path.exists(), f"vacuum left {path} behind\n{srv.log()}"
+    assert f"vacuum: removed {path}" in srv.log()
+
+
+def test_without_vacuum_a_shared_unix_socket_stays(server_factory):
+    """uWSGI's semantics: without `vacuum` socket files are left alone."""
+    path = short_dir() / "shared.sock"
+    srv, _ = start_with(server_factory, f"[socket:u]\npath = {path}\n")
+    srv.signal(signal.SIGTERM)
+    assert srv.wait_exit(15) == 0
+    assert is_socket(path), "the [socket:x] file was removed without vacuum"
+
+
+def test_vacuum_leaves_a_shared_socket_path_that_is_no_longer_ours(server_factory):
+    """Another server bound the path since: its file is not ours to remove."""
+    path = short_dir() / "shared.sock"
+    srv, _ = start_with(server_factory, f"[socket:u]\npath = {path}\n", extra="vacuum = true\n")
+    path.unlink()
+    other = socket.socket(socket.AF_UNIX)
+    try:
+        other.bind(str(path))
+        theirs = os.stat(path).st_ino
+        srv.signal(signal.SIGTERM)
+        assert srv.wait_exit(15) == 0
+        assert is_socket(path) and os.stat(path).st_ino == theirs, "vacuum removed a file not ours"
+    finally:
+        other.close()
+
+
+def test_update_removes_or_rebinds_a_shared_unix_socket_file(server_factory):
+    """ctl update closing a removed unix [socket:x] removes its file; a
+    changed one (same path, new backlog) is closed, its file removed, and
+    bound again at the same path (a new file that accepts connections)."""
+    d = short_dir()
+    gone, kept = d / "gone.sock", d / "kept.sock"
+    before = f"[socket:gone]\npath = {gone}\n[socket:kept]\npath = {kept}\n"
+    srv, sock = start_with(server_factory, before)
+    assert is_socket(gone) and is_socket(kept)
+    old_inode = os.stat(kept).st_ino
+    srv.ini.write_text(srv.ini.read_text().replace(before, f"[socket:kept]\npath = {kept}\nbacklog = 64\n"))
+    mark = srv.mark()
+    r = ctl(sock, "update")
+    assert r.returncode == 0, r
+    srv.wait_log(rf"shared socket kept on {re.escape(str(kept))} \(fd", since=mark)
+    wait_for(lambda: not gone.exists(), what=f"{gone} to be removed")
+    assert is_socket(kept) and os.stat(kept).st_ino != old_inode
+    with socket.socket(socket.AF_UNIX) as c:
+        c.connect(str(kept))
+

@@ -34,7 +34,7 @@ from pathlib import Path
 import pytest
 
 from support.rawhttp import Conn, parse_responses, request_bytes
-from support.server import APPS, LIVE, Server, clean_env, pid_alive, plain_args
+from support.server import APPS, LIVE, Server, clean_env, fifo_write, pid_alive, plain_args
 
 OPS_APP = APPS / "ops_app.py"
 
@@ -1030,22 +1030,6 @@ def test_no_root_workers_refuses_without_uid(server_factory):
 
 
 # -- master fifo -----------------------------------------------------------
-
-
-def fifo_write(path: Path, command: bytes, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-            break
-        except OSError:  # not created yet, or nobody reading (ENXIO)
-            if time.monotonic() > deadline:
-                raise AssertionError(f"cannot open master fifo {path} for writing") from None
-            time.sleep(0.05)
-    try:
-        os.write(fd, command)
-    finally:
-        os.close(fd)
 
 
 def test_master_fifo_commands(server_factory, tmp_path):

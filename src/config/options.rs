@@ -792,7 +792,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         kind: Kind::Path,
         group: Group::Logging,
         default: None,
-        help: "Write the server log, the request log and the app's stdout/stderr to PATH (appending). SIGUSR1 to the master reopens it.",
+        help: "Write the server log, the request log and the app's stdout/stderr to PATH (appending). SIGUSR1 to the master (or `l` on the master-fifo) reopens it.",
         repeats: false,
         apply: |c, v| {
             c.logto = Some(parse_path(v)?);

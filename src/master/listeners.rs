@@ -3,7 +3,7 @@
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
@@ -19,8 +19,49 @@ pub enum ListenError {
 pub struct Listener {
     pub fd: OwnedFd,
     pub meta: ListenerMeta,
-    /// For unix sockets bound by us: the path and its (dev, inode), for `vacuum`.
-    pub unix_path: Option<(std::path::PathBuf, (u64, u64))>,
+    /// For unix sockets bound by us: the file, for `vacuum`.
+    pub unix_path: Option<UnixSocketFile>,
+}
+
+/// A unix socket file we bound: its path, and its (device, inode) right
+/// after bind, so it is removed (`vacuum`, or a `[socket:x]` that `ctl
+/// update` closes) only while it is still ours, never a file another server
+/// has put at the same path since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixSocketFile {
+    pub path: PathBuf,
+    identity: (u64, u64),
+}
+
+impl UnixSocketFile {
+    /// The file just bound at `path`; `None` if it cannot be looked up.
+    pub fn bound_at(path: &Path) -> Option<UnixSocketFile> {
+        socket_identity(path).map(|identity| UnixSocketFile {
+            path: path.to_path_buf(),
+            identity,
+        })
+    }
+
+    /// Removes the file if it is still the one we bound. `Ok(false)`: it is
+    /// gone, or another file is there now (left alone).
+    pub fn remove_if_ours(&self) -> io::Result<bool> {
+        if socket_identity(&self.path) != Some(self.identity) {
+            return Ok(false);
+        }
+        std::fs::remove_file(&self.path).map(|()| true)
+    }
+}
+
+/// `vacuum` at exit: removes each unix socket file that is still ours,
+/// logging what it removed.
+pub fn vacuum<'a>(files: impl IntoIterator<Item = &'a UnixSocketFile>) {
+    for file in files {
+        match file.remove_if_ours() {
+            Ok(true) => tracing::info!("vacuum: removed {}", file.path.display()),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("vacuum: {}: {e}", file.path.display()),
+        }
+    }
 }
 
 /// The kernel's cap on the accept backlog.
@@ -138,7 +179,7 @@ fn bind_unix(
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| fail(format!("chmod-socket {mode:o}: {e}")))?;
         }
-        unix_path = socket_identity(path).map(|id| (path.to_path_buf(), id));
+        unix_path = UnixSocketFile::bound_at(path);
     }
     socket.listen(backlog).map_err(|e| fail(e.to_string()))?;
     Ok(Listener {
@@ -190,9 +231,8 @@ pub fn bind_as(
     }
 }
 
-/// A unix socket path we created, with its identity, so `vacuum` removes it
-/// only if it is still ours (same device and inode).
-pub fn socket_identity(path: &Path) -> Option<(u64, u64)> {
+/// The (device, inode) of the file at `path`: what makes a socket file ours.
+fn socket_identity(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::fs::MetadataExt;
     std::fs::symlink_metadata(path)
         .ok()

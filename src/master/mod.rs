@@ -307,9 +307,10 @@ impl Master {
         }
     }
 
-    /// SIGUSR1 (logrotate's `postrotate kill -USR1`): reopen `logto` here
-    /// and in the workers, and the side programs' log files.
-    fn reopen_logs(&mut self) {
+    /// SIGUSR1 (logrotate's `postrotate kill -USR1`) and master-fifo `l`
+    /// (`why` names which): reopen `logto` here and in the workers, and the
+    /// side programs' log files.
+    fn reopen_logs(&mut self, why: &str) {
         crate::programs::logs::reopen_files();
         let Some(path) = &self.config.logto else {
             return;
@@ -318,7 +319,7 @@ impl Master {
             tracing::error!("logto {}: {e}", path.display());
             return;
         }
-        tracing::info!("SIGUSR1: reopened {}", path.display());
+        tracing::info!("{why}: reopened {}", path.display());
         self.workers.signal_all(libc::SIGUSR1);
     }
 
@@ -349,7 +350,7 @@ impl Master {
             libc::SIGHUP if !stopping => self.begin_reload("SIGHUP"),
             libc::SIGTTIN if !stopping => self.scale_to(self.target + 1, "SIGTTIN"),
             libc::SIGTTOU if !stopping => self.scale_to(self.target.saturating_sub(1), "SIGTTOU"),
-            libc::SIGUSR1 => self.reopen_logs(),
+            libc::SIGUSR1 => self.reopen_logs("SIGUSR1"),
             _ => {}
         }
     }
@@ -430,24 +431,17 @@ impl Master {
             b'Q' => self.on_signal(libc::SIGINT),
             b'+' if !stopping => self.scale_to(self.target + 1, "master-fifo '+'"),
             b'-' if !stopping => self.scale_to(self.target.saturating_sub(1), "master-fifo '-'"),
-            b'l' => tracing::info!("master-fifo 'l': the log goes to stderr; nothing to reopen"),
+            b'l' => self.reopen_logs("master-fifo 'l'"),
             b'\n' | b'\r' | b' ' => {}
             other => tracing::warn!("master-fifo: unknown command {:?}", other as char),
         }
     }
 
-    /// `vacuum`: removes our unix sockets (only if still ours) and the pidfile.
+    /// `vacuum`: removes our unix sockets, the listeners' and the
+    /// `[socket:x]` ones (only if still ours), and the pidfile.
     fn vacuum(&self) {
-        for l in &self.listeners {
-            if let Some((path, id)) = &l.unix_path {
-                if listeners::socket_identity(path) == Some(*id) {
-                    match std::fs::remove_file(path) {
-                        Ok(()) => tracing::info!("vacuum: removed {}", path.display()),
-                        Err(e) => tracing::warn!("vacuum: {}: {e}", path.display()),
-                    }
-                }
-            }
-        }
+        let listener_files = self.listeners.iter().filter_map(|l| l.unix_path.as_ref());
+        listeners::vacuum(listener_files.chain(self.programs.unix_socket_files()));
         if let Some(path) = &self.config.pidfile {
             let ours = std::fs::read_to_string(path)
                 .is_ok_and(|t| t.trim() == std::process::id().to_string());

@@ -349,6 +349,13 @@ impl Supervisor {
         self.stop(&all, now, fast.then_some(Duration::from_secs(3)));
     }
 
+    /// The `[socket:x]` unix socket files we bound, for `vacuum`.
+    pub fn unix_socket_files(
+        &self,
+    ) -> impl Iterator<Item = &crate::master::listeners::UnixSocketFile> {
+        self.sockets.unix_files()
+    }
+
     /// True once no program process is alive.
     pub fn all_down(&self) -> bool {
         self.procs.iter().all(|p| p.pid.is_none())

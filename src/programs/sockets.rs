@@ -1,6 +1,11 @@
 //! `[socket:NAME]`: sockets the master binds at startup (before dropping
 //! privileges) and hands to programs, circus-style: the program's command
 //! gets the descriptor number through `$(capataz.sockets.NAME)`.
+//!
+//! A unix socket's file is removed when `update` closes the socket, and at
+//! exit with `vacuum` (like the listeners'; without it the file stays, as in
+//! uWSGI), in both cases only while the file is still the one we bound
+//! ([`UnixSocketFile`]).
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -10,6 +15,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use crate::config::sections::SocketConfig;
+use crate::master::listeners::UnixSocketFile;
 
 /// A bound, listening shared socket.
 #[derive(Debug)]
@@ -18,9 +24,9 @@ pub struct SharedSocket {
     pub fd: OwnedFd,
     /// What it listens on, for logs.
     pub address: String,
-    /// A unix socket's path and the file's (device, inode) as bound, to
-    /// remove it when the socket is closed, if the file is still ours.
-    unix_file: Option<(std::path::PathBuf, (u64, u64))>,
+    /// A unix socket's file as bound, to remove it when `update` closes the
+    /// socket, and at exit with `vacuum`, if the file is still ours.
+    unix_file: Option<UnixSocketFile>,
 }
 
 impl SharedSocket {
@@ -30,11 +36,9 @@ impl SharedSocket {
 
     /// Removes a unix socket's file, if it is still the one we bound.
     fn remove_file(&self) {
-        if let Some((path, identity)) = &self.unix_file {
-            if crate::master::listeners::socket_identity(path) == Some(*identity) {
-                if let Err(e) = std::fs::remove_file(path) {
-                    tracing::warn!("shared socket {}: {}: {e}", self.name, path.display());
-                }
+        if let Some(file) = &self.unix_file {
+            if let Err(e) = file.remove_if_ours() {
+                tracing::warn!("shared socket {}: {}: {e}", self.name, file.path.display());
             }
         }
     }
@@ -53,12 +57,11 @@ fn bind_one(config: &SocketConfig) -> io::Result<SharedSocket> {
         socket.bind(&SockAddr::unix(path)?)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777 & !config.umask))?;
         socket.listen(config.backlog as i32)?;
-        let identity = crate::master::listeners::socket_identity(path);
         return Ok(SharedSocket {
             name: config.name.clone(),
             fd: socket.into(),
             address: path.display().to_string(),
-            unix_file: identity.map(|id| (path.clone(), id)),
+            unix_file: UnixSocketFile::bound_at(path),
         });
     }
     let host = config.host.as_deref().unwrap_or("127.0.0.1");
@@ -168,6 +171,13 @@ impl SocketTable {
         self.entries
             .iter()
             .any(|e| e.config.name == name && !e.retiring && e.bound.is_none() && !e.failed)
+    }
+
+    /// Every unix socket file bound (retiring ones too), for `vacuum`.
+    pub fn unix_files(&self) -> impl Iterator<Item = &UnixSocketFile> {
+        self.entries
+            .iter()
+            .filter_map(|e| e.bound.as_ref()?.unix_file.as_ref())
     }
 
     pub fn has_retiring(&self) -> bool {
@@ -305,6 +315,28 @@ mod tests {
         assert!(path.exists(), "still in use");
         table.settle(|_| false);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn vacuum_removes_the_unix_socket_files_that_are_still_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let unix = |name: &str| SocketConfig {
+            path: Some(dir.path().join(format!("{name}.sock"))),
+            host: None,
+            port: None,
+            ..tcp(name, 0)
+        };
+        let configs = vec![unix("a"), tcp("t", 0), unix("b")];
+        let table = SocketTable::new(&configs, bind_all(&configs).unwrap());
+        let (a, b) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
+        let listed: Vec<_> = table.unix_files().map(|f| f.path.clone()).collect();
+        assert_eq!(listed, [a.clone(), b.clone()]);
+        // Another server took b's path since: its file is not ours.
+        std::fs::remove_file(&b).unwrap();
+        let _other = std::os::unix::net::UnixListener::bind(&b).unwrap();
+        crate::master::listeners::vacuum(table.unix_files());
+        assert!(!a.exists());
+        assert!(b.exists(), "removed a file that is not ours");
     }
 
     #[test]

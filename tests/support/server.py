@@ -356,3 +356,21 @@ def wait_file(path: Path, pattern: str, timeout: float = 5.0) -> re.Match:
             return m
         time.sleep(0.05)
     raise AssertionError(f"{path} did not match {pattern!r}:\n{text[-4000:]}")
+
+
+def fifo_write(path: Path, command: bytes, timeout: float = 5.0) -> None:
+    """Write `command` to a `master-fifo`, waiting (up to timeout) until it
+    exists and the master holds it open."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:  # not created yet, or nobody reading (ENXIO)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"cannot open master fifo {path} for writing") from None
+            time.sleep(0.05)
+    try:
+        os.write(fd, command)
+    finally:
+        os.close(fd)
