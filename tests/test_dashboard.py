@@ -197,8 +197,12 @@ def test_actions_need_the_configured_token(server_factory):
     old = next(p for p in json.loads(http(f"{base}/stats")[1])["programs"] if p["name"] == "ticker")
     status, body, _ = post(f"{base}/api/restart", {"name": "ticker"}, token=TOKEN)
     assert status == 200 and json.loads(body)["ok"] is True, body
-    new = next(p for p in json.loads(http(f"{base}/stats")[1])["programs"] if p["name"] == "ticker")
-    assert new["state"] == "RUNNING" and new["pid"] != old["pid"]
+    # The stats server reads the master's snapshot, refreshed on its own tick.
+    def ticker():
+        return next(p for p in json.loads(http(f"{base}/stats")[1])["programs"] if p["name"] == "ticker")
+
+    new = wait_for(lambda: (lambda p: p if p["state"] == "RUNNING" and p["pid"] != old["pid"] else None)(ticker()))
+    assert new, ticker()
     assert post(f"{base}/api/restart", {"name": "nope"}, token=TOKEN)[0] == 400
 
     # The log tail endpoint: the master's lines, or a program's output.

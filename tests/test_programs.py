@@ -400,6 +400,24 @@ def test_without_vacuum_a_shared_unix_socket_stays(server_factory):
     assert is_socket(path), "the [socket:x] file was removed without vacuum"
 
 
+def test_a_shared_unix_socket_path_another_server_listens_on_is_refused(server_factory):
+    """A [socket:x] path with a live server behind it is not taken over (the
+    listeners' rule): capataz exits with an error naming it, and the other
+    server's socket file is left in place."""
+    path = short_dir() / "shared.sock"
+    other = socket.socket(socket.AF_UNIX)
+    try:
+        other.bind(str(path))
+        other.listen()
+        theirs = os.stat(path).st_ino
+        srv, _ = start_with(server_factory, f"[socket:u]\npath = {path}\n", wait=False)
+        assert srv.wait_exit(15) != 0
+        assert str(path) in srv.log() and "another server is listening on it" in srv.log(), srv.log()
+        assert is_socket(path) and os.stat(path).st_ino == theirs
+    finally:
+        other.close()
+
+
 def test_vacuum_leaves_a_shared_socket_path_that_is_no_longer_ours(server_factory):
     """Another server bound the path since: its file is not ours to remove."""
     path = short_dir() / "shared.sock"

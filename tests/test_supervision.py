@@ -541,7 +541,7 @@ def test_reload_that_cannot_load_the_app_is_aborted(server_factory, tmp_path):
     versioned_app(app, b"old-code")
     s = server_factory(["--wsgi-file", str(app), "--processes", "2", "--threads", "2"])
     master = s.pid
-    old = set(wait_children(s, 2))
+    old = set(s.wait_workers_loaded(2))
     load = BodyLoad(s.port)
     try:
         time.sleep(0.5)
@@ -591,7 +591,7 @@ def test_kept_worker_respawn_that_cannot_load_the_app_backs_off(server_factory, 
     app = tmp_path / "deploy_app.py"
     versioned_app(app, b"old-code")
     s = server_factory(["--wsgi-file", str(app), "--processes", "2"])
-    old = wait_children(s, 2)
+    old = s.wait_workers_loaded(2)
     versioned_app(app, b"broken", broken=True)
     mark = s.mark()
     s.signal(signal.SIGHUP)

@@ -135,7 +135,7 @@ fn bind_tcp(
 
 /// A unix socket path that exists but accepts no connection is stale (left
 /// by a crashed server) and may be replaced; a live one is an error.
-fn remove_stale_socket(path: &Path) -> io::Result<()> {
+pub(crate) fn remove_stale_socket(path: &Path) -> io::Result<()> {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_socket() => {

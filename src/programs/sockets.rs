@@ -10,7 +10,7 @@
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 
 use socket2::{Domain, SockAddr, Socket, Type};
 
@@ -44,15 +44,14 @@ impl SharedSocket {
     }
 }
 
+/// The host of a TCP `[socket:x]` that names only a port.
+const DEFAULT_HOST: &str = "127.0.0.1";
+
 fn bind_one(config: &SocketConfig) -> io::Result<SharedSocket> {
     if let Some(path) = &config.path {
-        // A leftover socket file from an earlier run is replaced; anything
-        // else at that path is an error.
-        if let Ok(meta) = std::fs::symlink_metadata(path) {
-            if meta.file_type().is_socket() {
-                std::fs::remove_file(path)?;
-            }
-        }
+        // A leftover socket file from an earlier run is replaced; a socket
+        // another server listens on, or anything else, is an error.
+        crate::master::listeners::remove_stale_socket(path)?;
         let socket = Socket::new(Domain::UNIX, Type::STREAM, None)?;
         socket.bind(&SockAddr::unix(path)?)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o777 & !config.umask))?;
@@ -64,7 +63,7 @@ fn bind_one(config: &SocketConfig) -> io::Result<SharedSocket> {
             unix_file: UnixSocketFile::bound_at(path),
         });
     }
-    let host = config.host.as_deref().unwrap_or("127.0.0.1");
+    let host = config.host.as_deref().unwrap_or(DEFAULT_HOST);
     let port = config.port.unwrap_or(0);
     let addr: SocketAddr = (host, port)
         .to_socket_addrs()?
@@ -92,8 +91,20 @@ pub fn bind_all(configs: &[SocketConfig]) -> Result<Vec<SharedSocket>, String> {
     configs
         .iter()
         .map(|c| {
-            bind_one(c)
-                .map_err(|e| format!("[socket:{}] ({}): cannot listen: {e}", c.name, c.origin))
+            bind_one(c).map_err(|e| {
+                let address = match (&c.path, &c.host, c.port) {
+                    (Some(path), _, _) => path.display().to_string(),
+                    (None, host, port) => format!(
+                        "{}:{}",
+                        host.as_deref().unwrap_or(DEFAULT_HOST),
+                        port.unwrap_or(0)
+                    ),
+                };
+                format!(
+                    "[socket:{}] ({}): cannot listen on {address}: {e}",
+                    c.name, c.origin
+                )
+            })
         })
         .collect()
 }

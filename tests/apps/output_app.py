@@ -6,7 +6,8 @@ worker-output relay tests (tests/test_logging.py).
 /partial?tag=T           one line in four os.write(1) pieces, with pauses
 /long?tag=T&n=N          one os.write of a line of N 'x' bytes
 /burst?tag=T&threads=K&lines=N
-                         K threads each os.write N whole lines to fd 1 or 2
+                         K threads each os.write N whole lines to fd 1 or 2;
+                         answers the worker's pid
 /child?tag=T             a subprocess that prints (it inherits fds 1 and 2)
 /warn?tag=T              warnings.warn
 /raise?tag=T             an exception: the server logs its traceback
@@ -60,6 +61,7 @@ def application(environ, start_response):
         os.write(1, f"long-{tag}:".encode() + b"x" * n + b"\n")
     elif path == "/burst":
         burst(tag, int(q.get("threads", "4")), int(q.get("lines", "50")))
+        body = str(os.getpid()).encode()
     elif path == "/child":
         subprocess.run(["/bin/sh", "-c", f"echo child-{tag}"], check=True)
     elif path == "/warn":

@@ -19,7 +19,13 @@ def short_dir() -> Path:
 
 
 def start_with(
-    server_factory, sections: str, *, extra: str = "", processes: int = 1, app: Path | None = None
+    server_factory,
+    sections: str,
+    *,
+    extra: str = "",
+    processes: int = 1,
+    app: Path | None = None,
+    wait: bool = True,
 ) -> tuple[Server, Path]:
     """Start capataz from an ini with the plain app and `sections`; returns
     the server and the control socket path."""
@@ -31,7 +37,7 @@ def start_with(
         f"[uwsgi]\nhttp = 127.0.0.1:{port}\nwsgi-file = {app or APPS / 'plain_app.py'}\n"
         f"processes = {processes}\ncontrol-socket = {sock}\n{extra}\n{sections}"
     )
-    srv = server_factory(["--ini", str(ini)], http=None, port=port, workdir=d)
+    srv = server_factory(["--ini", str(ini)], http=None, port=port, workdir=d, wait=wait)
     srv.ini = ini
     srv.dir = d
     return srv, sock

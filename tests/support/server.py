@@ -234,6 +234,24 @@ class Server:
     def workers(self) -> list[int]:
         return children(self.pid)
 
+    def wait_workers_loaded(self, n: int, timeout: float = 15.0) -> list[int]:
+        """Wait until the master has exactly n children and each has logged
+        that it loaded the app ("(pid: P) ready in"). The first answer on the
+        port only proves one worker is up; a test that needs every worker
+        serving, or that changes the app on disk, waits for this."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.workers()
+            log = self.log()
+            if len(pids) == n and all(f"(pid: {p}) ready in " in log for p in pids):
+                return pids
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{n} loaded workers not seen within {timeout}s (children now {pids})\n"
+                    f"--- log ---\n{log[-5000:]}"
+                )
+            time.sleep(0.05)
+
     def stop(self) -> None:
         if self.proc is None:
             return
