@@ -56,19 +56,27 @@ def post(url: str, fields: dict, token: str | None = None):
     return http(url, data=urllib.parse.urlencode(fields).encode(), headers=headers)
 
 
-def start(server_factory, *, token: str | None, processes: int = 2, metrics: int | None = None) -> tuple[Server, int]:
+def start(
+    server_factory,
+    *,
+    token: str | None,
+    processes: int = 2,
+    metrics: int | None = None,
+    app: str = "plain_app.py",
+    env: dict | None = None,
+) -> tuple[Server, int]:
     d = short_dir()
     port, stats = free_port(), free_port()
     ini = d / "app.ini"
     ini.write_text(
-        f"[uwsgi]\nhttp = 127.0.0.1:{port}\nwsgi-file = {APPS / 'plain_app.py'}\n"
+        f"[uwsgi]\nhttp = 127.0.0.1:{port}\nwsgi-file = {APPS / app}\n"
         f"processes = {processes}\nthreads = 2\ncontrol-socket = {d / 'ctl.sock'}\n"
         f"stats = 127.0.0.1:{stats}\nstats-http = true\n"
         + (f"stats-token = {token}\n" if token else "")
         + (f"metrics = 127.0.0.1:{metrics}\n" if metrics else "")
         + PROGRAMS
     )
-    srv = server_factory(["--ini", str(ini)], http=None, port=port, workdir=d)
+    srv = server_factory(["--ini", str(ini)], http=None, port=port, workdir=d, env=env)
     return srv, stats
 
 
@@ -167,6 +175,38 @@ def test_dashboard_in_headless_chromium(server_factory):
     assert re.search(r'<button id="btn-reload" data-action="reload">', dom), dom[:3000]
     assert shot.exists() and shot.stat().st_size > 10_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_dashboard_shows_each_workers_supervisor_state(server_factory, tmp_path):
+    """The workers table shows the supervisor state `ctl status` shows: two
+    workers, one of them in a crash loop (crashy_app: every boot from the
+    second on exits 0.1 s after it accepts). Once its BACKOFF wait is long
+    (6.4 s), the page rendered in headless Chromium has the healthy worker
+    RUNNING and the crashing id's row, without a process, in BACKOFF."""
+    env = {"CRASHY_COUNTER": str(tmp_path / "boots"), "CRASHY_FROM": "2", "CRASHY_TIMES": "100", "CRASHY_AFTER_MS": "100"}
+    srv, stats = start(server_factory, token=None, app="crashy_app.py", env=env)
+    base = f"http://127.0.0.1:{stats}"
+    # 0.1 + 0.2 + ... + 3.2 s of BACKOFF, and seven short-lived boots.
+    srv.wait_log(r"exited with code 3; respawning in 6\.4 s \(BACKOFF", timeout=40)
+    doc = json.loads(http(f"{base}/stats")[1])
+    assert sorted(w["supervisor_state"] for w in doc["workers"]) == ["BACKOFF", "RUNNING"], doc["workers"]
+    run = run_chromium(base + "/", "--dump-dom", budget_ms=3000)
+    assert run.returncode == 0, run.stderr[-3000:]
+    dom = run.stdout
+    rows = re.findall(
+        r'<tr class="worker" data-pid="(\d+)"><td>(\d+)</td><td class="pid">[^<]*</td>'
+        r'<td class="supervisor"><span class="state s-(\w+)">(\w+)</span></td>'
+        r'<td><span class="state s-(\w+)">',
+        dom,
+    )
+    assert len(rows) == 2, dom[-4000:]
+    by_state = {row[3]: row for row in rows}
+    assert set(by_state) == {"RUNNING", "BACKOFF"}, rows
+    running, backoff = by_state["RUNNING"], by_state["BACKOFF"]
+    assert int(running[0]) in srv.workers() and running[2] == "RUNNING" and running[4] in ("idle", "busy"), rows
+    assert backoff[0] == "0" and backoff[2] == "BACKOFF" and backoff[4] == "backoff", rows
+    assert {running[1], backoff[1]} == {"1", "2"}, rows
+    assert re.search(r'id="worker-count">1<', dom), dom[-4000:]
 
 
 def test_actions_need_the_configured_token(server_factory):

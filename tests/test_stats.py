@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from support.server import VENV_TEST, Server, free_port, plain_args
+from support.server import APPS, VENV_TEST, Server, free_port, plain_args
 
 
 def wait_for(predicate, timeout: float = 3.0):
@@ -125,6 +125,167 @@ def test_prometheus_text_parses(srv):
     assert count and count[0].value >= 20
     idle_or_busy = sum(s.value for s in families["capataz_workers"].samples if s.labels["state"] in ("idle", "busy"))
     assert idle_or_busy == 2
+
+
+def worker_states(metrics_port: int) -> dict[str, list[str]]:
+    """capataz_worker_state from /metrics: worker id -> the states whose
+    sample is 1 (exactly one each, if the gauge is one-hot)."""
+    status, body = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
+    assert status == 200
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    assert "capataz_worker_state" in families, sorted(families)
+    family = families["capataz_worker_state"]
+    assert family.type == "gauge"
+    states: dict[str, list[str]] = {}
+    for sample in family.samples:
+        assert sample.value in (0, 1), sample
+        ones = states.setdefault(sample.labels["worker"], [])
+        if sample.value == 1:
+            ones.append(sample.labels["state"])
+    return states
+
+
+def test_supervisor_state_of_healthy_workers_is_running(srv):
+    """Each worker's supervisor state, named as `capataz ctl status` names
+    it, is in the stats JSON (next to the unchanged uWSGI fields) and in
+    /metrics as a one-hot gauge with HELP and TYPE: RUNNING once a worker
+    has accepted for startsecs (1 s)."""
+    def all_running():
+        d = raw_stats(srv.stats_port)
+        states = [w.get("supervisor_state") for w in d["workers"]]
+        return d if states == ["RUNNING", "RUNNING"] else None
+
+    doc = wait_for(all_running, 5) or raw_stats(srv.stats_port)
+    assert [w.get("supervisor_state") for w in doc["workers"]] == ["RUNNING", "RUNNING"], json.dumps(doc)
+    assert sorted(w["pid"] for w in doc["workers"]) == sorted(srv.workers())
+    assert all(w["status"] in ("idle", "busy") and w["accepting"] == 1 for w in doc["workers"])
+
+    body = http_get(f"http://127.0.0.1:{srv.metrics_port}/metrics")[1].decode()
+    assert "# HELP capataz_worker_state " in body
+    assert "# TYPE capataz_worker_state gauge" in body
+    assert 'capataz_worker_state{worker="1",state="RUNNING"} 1' in body
+    assert 'capataz_worker_state{worker="1",state="BACKOFF"} 0' in body
+    states = worker_states(srv.metrics_port)
+    assert states == {"1": ["RUNNING"], "2": ["RUNNING"]}, states
+    family = next(f for f in text_string_to_metric_families(body) if f.name == "capataz_worker_state")
+    named = {s.labels["state"] for s in family.samples}
+    assert named == {"STOPPED", "STARTING", "RUNNING", "BACKOFF", "STOPPING", "EXITED", "FATAL"}, named
+
+
+CRASHY_APP = APPS / "crashy_app.py"
+
+
+class StateLog:
+    """Every supervisor state the stats JSON and /metrics showed, per worker
+    id, in order (consecutive repeats collapsed)."""
+
+    def __init__(self, stats_port: int, metrics_port: int):
+        self.stats_port, self.metrics_port = stats_port, metrics_port
+        self.json: dict[int, list[tuple[str, int, str]]] = {}
+        self.metrics: dict[str, list[str]] = {}
+
+    def poll(self) -> dict:
+        doc = raw_stats(self.stats_port)
+        for w in doc["workers"]:
+            seen = self.json.setdefault(w["id"], [])
+            entry = (w["supervisor_state"], w["pid"], w["status"])
+            if not seen or seen[-1] != entry:
+                seen.append(entry)
+        for worker, ones in worker_states(self.metrics_port).items():
+            assert len(ones) == 1, (worker, ones)
+            seen = self.metrics.setdefault(worker, [])
+            if not seen or seen[-1] != ones[0]:
+                seen.append(ones[0])
+        return doc
+
+    def json_states(self, wid: int) -> list[str]:
+        return [state for state, _, _ in self.json.get(wid, [])]
+
+
+def test_crash_loop_shows_backoff_in_stats_and_metrics(tmp_path):
+    """Two workers; whichever got boot 2 crashes 0.1 s after it accepts, five
+    boots in a row (a crash loop: BACKOFF 0.1, 0.2, 0.4, 0.8, 1.6 s). While
+    it waits in BACKOFF it has no process, and the stats JSON still lists its
+    id (pid 0, status "backoff", supervisor_state "BACKOFF") next to the
+    healthy worker's RUNNING; /metrics shows the same. Then it is STARTING
+    again, and finally RUNNING."""
+    stats, metrics = free_port(), free_port()
+    env = {"CRASHY_COUNTER": str(tmp_path / "boots"), "CRASHY_FROM": "2", "CRASHY_TIMES": "5", "CRASHY_AFTER_MS": "100"}
+    with Server(
+        ["--wsgi-file", str(CRASHY_APP), "--processes", "2", "--stats", f"127.0.0.1:{stats}", "--metrics", f"127.0.0.1:{metrics}"],
+        env=env,
+        name="crashloop",
+    ):
+        log = StateLog(stats, metrics)
+        mixed = None
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            doc = log.poll()
+            by_state = {w["supervisor_state"]: w for w in doc["workers"]}
+            if mixed is None and set(by_state) == {"RUNNING", "BACKOFF"}:
+                mixed = doc
+            if mixed and [w["supervisor_state"] for w in doc["workers"]] == ["RUNNING", "RUNNING"]:
+                break
+            time.sleep(0.05)
+        assert mixed, f"never saw one worker RUNNING and the other in BACKOFF: {log.json}"
+        assert len(mixed["workers"]) == 2, json.dumps(mixed)
+        waiting = next(w for w in mixed["workers"] if w["supervisor_state"] == "BACKOFF")
+        serving = next(w for w in mixed["workers"] if w["supervisor_state"] == "RUNNING")
+        assert waiting["pid"] == 0 and waiting["status"] == "backoff" and waiting["accepting"] == 0, waiting
+        assert waiting["respawn_count"] > 1, waiting
+        assert serving["pid"] > 0 and serving["accepting"] == 1, serving
+        crashy = waiting["id"]
+        states = log.json_states(crashy)
+        assert "STARTING" in states and states[-1] == "RUNNING", log.json
+        assert states.count("BACKOFF") >= 2, log.json
+        # No RUNNING until the crashes are over: the crashy worker accepted
+        # each time, but never lived the 1 s startsecs.
+        assert "RUNNING" not in states[:-1], log.json
+        assert log.json_states(3 - crashy)[-1] == "RUNNING", log.json
+        # /metrics followed the same machine.
+        assert "BACKOFF" in log.metrics[str(crashy)], log.metrics
+        assert log.metrics[str(crashy)][-1] == "RUNNING", log.metrics
+        assert log.metrics[str(3 - crashy)][-1] == "RUNNING", log.metrics
+
+
+def test_reload_whose_new_worker_crashes_shows_backoff(tmp_path):
+    """A HUP whose new worker crashes right after boot, 3 times: the stats
+    show the new worker STARTING, then its id in BACKOFF (pid 0) while the
+    old worker keeps serving, and finally RUNNING with the new pid."""
+    stats, metrics = free_port(), free_port()
+    env = {"CRASHY_COUNTER": str(tmp_path / "boots"), "CRASHY_FROM": "2", "CRASHY_TIMES": "3", "CRASHY_AFTER_MS": "100"}
+    with Server(
+        ["--wsgi-file", str(CRASHY_APP), "--processes", "1", "--stats", f"127.0.0.1:{stats}", "--metrics", f"127.0.0.1:{metrics}"],
+        env=env,
+        name="reloadcrash",
+    ) as s:
+        log = StateLog(stats, metrics)
+        assert wait_for(lambda: [w["supervisor_state"] for w in log.poll()["workers"]] == ["RUNNING"], 5), log.json
+        old = raw_stats(stats)["workers"][0]["pid"]
+        log.json.clear()
+        log.metrics.clear()
+        s.signal(signal.SIGHUP)
+        backoff_while_reloading = None
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            doc = log.poll()
+            states = [(w["supervisor_state"], w["pid"]) for w in doc["workers"]]
+            if doc["phase"] == "reloading" and states == [("BACKOFF", 0)]:
+                backoff_while_reloading = doc
+            if doc["phase"] == "running" and len(states) == 1 and states[0][0] == "RUNNING" and states[0][1] != old:
+                break
+            time.sleep(0.05)
+        assert backoff_while_reloading, f"never saw the new worker in BACKOFF: {log.json}"
+        w = backoff_while_reloading["workers"][0]
+        assert w["id"] == 1 and w["status"] == "backoff", w
+        # The first polls may still see the old worker, before the master
+        # handled the HUP.
+        states = [state for state, pid, _ in log.json[1] if pid != old]
+        assert states[0] == "STARTING" and states[-1] == "RUNNING", log.json
+        assert states.count("BACKOFF") >= 2, log.json
+        pids = [pid for state, pid, _ in log.json[1] if state == "STARTING"]
+        assert old not in pids and all(pids), log.json
+        assert "BACKOFF" in log.metrics["1"] and log.metrics["1"][-1] == "RUNNING", log.metrics
 
 
 def test_health_endpoints(srv):

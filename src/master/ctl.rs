@@ -338,58 +338,30 @@ impl Master {
     }
 
     fn status(&mut self, name: Option<&str>) -> Response {
-        let mut web: Vec<(usize, i32, ProcessStatus)> = Vec::new();
         let scoreboard = &self.scoreboard;
-        let ids = self.workers.id_status(Instant::now());
-        for (pid, p) in self.workers.all() {
-            let w = scoreboard.worker(p.slot);
-            let (state, description) = if p.retired {
-                (State::Stopping, "old generation, draining")
-            } else if w.state() == WorkerState::Recycling {
-                (State::Stopping, "recycling")
-            } else {
-                let state = ids.iter().find(|s| s.pid == Some(pid)).map(|s| s.state);
-                (state.unwrap_or(State::Starting), "")
-            };
-            let (uptime, rss) = proc_facts(pid);
-            let sb_rss = w.rss_bytes.load(std::sync::atomic::Ordering::Relaxed);
-            web.push((
-                p.id,
-                pid,
-                ProcessStatus {
-                    name: format!("{WEB}:{}", p.id),
-                    group: WEB.into(),
-                    state: state.name().into(),
-                    pid: Some(pid),
-                    uptime_secs: uptime,
-                    requests: Some(w.requests.load(std::sync::atomic::Ordering::Relaxed)),
-                    rss_bytes: if sb_rss > 0 { Some(sb_rss) } else { rss },
-                    description: description.into(),
-                },
-            ));
-        }
-        // Ids without a process: waiting in BACKOFF (or FATAL).
-        for s in ids
+        let web = self.workers.rows(Instant::now(), |slot| {
+            scoreboard.worker(slot).state() == WorkerState::Recycling
+        });
+        let mut rows: Vec<ProcessStatus> = web
             .into_iter()
-            .filter(|s| s.pid.is_none() && s.state != State::Stopped)
-        {
-            web.push((
-                s.id,
-                0,
+            .map(|row| {
+                let (uptime, rss) = row.pid.map(proc_facts).unwrap_or((None, None));
+                let slot = row.slot.map(|s| scoreboard.worker(s));
+                let sb_rss = slot.map_or(0, |w| {
+                    w.rss_bytes.load(std::sync::atomic::Ordering::Relaxed)
+                });
                 ProcessStatus {
-                    name: format!("{WEB}:{}", s.id),
+                    name: format!("{WEB}:{}", row.id),
                     group: WEB.into(),
-                    state: s.state.name().into(),
-                    pid: None,
-                    uptime_secs: None,
-                    requests: None,
-                    rss_bytes: None,
-                    description: s.description,
-                },
-            ));
-        }
-        web.sort_by_key(|(id, pid, _)| (*id, *pid));
-        let mut rows: Vec<ProcessStatus> = web.into_iter().map(|(_, _, row)| row).collect();
+                    state: row.state.name().into(),
+                    pid: row.pid,
+                    uptime_secs: uptime,
+                    requests: slot.map(|w| w.requests.load(std::sync::atomic::Ordering::Relaxed)),
+                    rss_bytes: if sb_rss > 0 { Some(sb_rss) } else { rss },
+                    description: row.description,
+                }
+            })
+            .collect();
         for p in self.programs.processes().iter().filter(|p| !p.removing) {
             let (uptime, rss) = p.pid.map(proc_facts).unwrap_or((None, None));
             rows.push(ProcessStatus {

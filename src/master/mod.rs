@@ -357,16 +357,11 @@ impl Master {
 
     /// Refreshes what the stats threads see.
     fn publish_view(&self) {
-        let workers: Vec<WorkerView> = self
-            .workers
-            .all()
-            .map(|(pid, p)| WorkerView {
-                id: p.id,
-                pid,
-                slot: p.slot,
-                retired: p.retired,
-            })
-            .collect();
+        let scoreboard = &self.scoreboard;
+        let rows = self.workers.rows(Instant::now(), |slot| {
+            scoreboard.worker(slot).state() == WorkerState::Recycling
+        });
+        let (workers, waiting_workers) = crate::stats::worker_views(&rows);
         let current: Vec<&WorkerView> = workers.iter().filter(|w| !w.retired).collect();
         let ready = self.phase == Phase::Running
             && self.reload.is_none()
@@ -386,6 +381,7 @@ impl Master {
                 })
                 .collect(),
             workers,
+            waiting_workers,
             programs: self
                 .programs
                 .processes()

@@ -171,6 +171,21 @@ pub struct IdStatus {
     pub description: String,
 }
 
+/// One row of the worker table, as `capataz ctl status` and the stats
+/// server show it (see [`Workers::rows`]).
+#[derive(Debug, PartialEq, Eq)]
+pub struct WorkerRow {
+    pub id: usize,
+    /// None for an id waiting without a process (BACKOFF, EXITED, FATAL).
+    pub pid: Option<i32>,
+    /// The process's scoreboard slot.
+    pub slot: Option<usize>,
+    /// An older generation's process, draining.
+    pub retired: bool,
+    pub state: State,
+    pub description: String,
+}
+
 pub struct Workers {
     policy: Policy,
     ids: BTreeMap<usize, Slot>,
@@ -483,6 +498,51 @@ impl Workers {
         self.ids.get(&id).map(|st| st.machine.state())
     }
 
+    /// The worker table by (id, pid): every live process, then every id
+    /// that has none and is not STOPPED. A process's state is its id's
+    /// (STARTING or RUNNING; STOPPING on shutdown), except that a retired
+    /// process ("old generation, draining") or one that asked to be
+    /// replaced (`recycling(slot)`) is STOPPING: it is on its way out.
+    /// `ctl status` and the stats server both show this, so they agree.
+    pub fn rows(&self, now: Instant, recycling: impl Fn(usize) -> bool) -> Vec<WorkerRow> {
+        let ids = self.id_status(now);
+        let mut rows: Vec<WorkerRow> = self
+            .all()
+            .map(|(pid, p)| {
+                let (state, description) = if p.retired {
+                    (State::Stopping, "old generation, draining")
+                } else if recycling(p.slot) {
+                    (State::Stopping, "recycling")
+                } else {
+                    let state = ids.iter().find(|s| s.pid == Some(pid)).map(|s| s.state);
+                    (state.unwrap_or(State::Starting), "")
+                };
+                WorkerRow {
+                    id: p.id,
+                    pid: Some(pid),
+                    slot: Some(p.slot),
+                    retired: p.retired,
+                    state,
+                    description: description.into(),
+                }
+            })
+            .collect();
+        rows.extend(
+            ids.into_iter()
+                .filter(|s| s.pid.is_none() && s.state != State::Stopped)
+                .map(|s| WorkerRow {
+                    id: s.id,
+                    pid: None,
+                    slot: None,
+                    retired: false,
+                    state: s.state,
+                    description: s.description,
+                }),
+        );
+        rows.sort_by_key(|r| (r.id, r.pid.unwrap_or(0)));
+        rows
+    }
+
     /// Every worker id with its state, for `ctl status` (supervisord-like
     /// descriptions for BACKOFF and FATAL).
     pub fn id_status(&self, now: Instant) -> Vec<IdStatus> {
@@ -601,6 +661,66 @@ mod tests {
         assert_eq!(e.kind, ExitKind::Exited);
         assert_eq!(e.describe(), "was killed by SIGKILL");
         assert_eq!(w.tick(1, now, |_| true), vec![Event::Spawn(1)]);
+    }
+
+    #[test]
+    fn rows_show_each_process_and_each_waiting_id() {
+        let mut w = workers();
+        let now = Instant::now();
+        let pids = spawn_all(&mut w, 3, now, 100);
+        let state = |w: &Workers| -> Vec<(usize, Option<i32>, State)> {
+            w.rows(now, |_| false)
+                .into_iter()
+                .map(|r| (r.id, r.pid, r.state))
+                .collect()
+        };
+        assert_eq!(
+            state(&w),
+            [
+                (1, Some(100), State::Starting),
+                (2, Some(101), State::Starting),
+                (3, Some(102), State::Starting)
+            ]
+        );
+        w.tick(3, now + WORKER_STARTSECS, |_| true);
+        // Id 2 crashes after RUNNING: EXITED until respawned; id 3 is
+        // asked to recycle; id 1's process is retired by a reload.
+        exit(&mut w, pids[1], libc::SIGKILL, now);
+        w.retire(pids[0]);
+        let rows = w.rows(now, |slot| slot == w.procs[&pids[2]].slot);
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| (r.id, r.pid, r.state, r.retired, r.description.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    1,
+                    Some(100),
+                    State::Stopping,
+                    true,
+                    "old generation, draining"
+                ),
+                (2, None, State::Exited, false, ""),
+                (3, Some(102), State::Stopping, false, "recycling"),
+            ]
+        );
+        // A quick death: BACKOFF, listed without a process.
+        assert_eq!(
+            w.tick(3, now, |_| true),
+            vec![Event::Spawn(1), Event::Spawn(2)]
+        );
+        let slot = w.alloc_slot().unwrap();
+        w.started(2, 200, slot, now);
+        exit(&mut w, 200, code(3), now);
+        let row = w
+            .rows(now, |_| false)
+            .into_iter()
+            .find(|r| r.id == 2)
+            .unwrap();
+        assert_eq!((row.pid, row.slot, row.state), (None, None, State::Backoff));
+        assert!(row.description.starts_with("exited too quickly"), "{row:?}");
     }
 
     #[test]

@@ -54,6 +54,17 @@ pub enum State {
 }
 
 impl State {
+    /// Every state, in the order of the diagram above.
+    pub const ALL: [State; 7] = [
+        State::Stopped,
+        State::Starting,
+        State::Running,
+        State::Backoff,
+        State::Stopping,
+        State::Exited,
+        State::Fatal,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             State::Stopped => "STOPPED",

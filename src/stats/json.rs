@@ -1,5 +1,13 @@
 //! The uWSGI stats document: same field names and shape as uWSGI 2.0's, so
 //! uwsgitop and existing dashboards read it.
+//!
+//! Added to uWSGI's worker fields: `supervisor_state`, the state `capataz
+//! ctl status` shows. `workers` lists the current generation's processes by
+//! id (an older generation draining after a reload is not listed, as
+//! before), plus each id that has no process now (BACKOFF between crashes,
+//! EXITED for the moment before its respawn, FATAL). uWSGI also lists a
+//! worker whose process is gone; like it, such an entry has `pid` 0 and
+//! zero counters, and its `status` is the state in lower case (`backoff`).
 
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -23,7 +31,7 @@ pub fn document(src: &StatsSource) -> Value {
             json!({"name": s.name, "proto": s.proto, "queue": queue, "max_queue": max, "shared": 0, "can_offload": 0})
         })
         .collect();
-    let workers: Vec<Value> = view
+    let mut workers: Vec<(usize, Value)> = view
         .workers
         .iter()
         .filter(|w| !w.retired)
@@ -54,7 +62,7 @@ pub fn document(src: &StatsSource) -> Value {
                 .collect();
             let busy = cores.iter().any(|c| c["in_request"] == 1);
             let state = slot.state();
-            json!({
+            (w.id, json!({
                 "id": w.id,
                 "pid": w.pid,
                 "accepting": u8::from(state == WorkerState::Accepting),
@@ -79,9 +87,50 @@ pub fn document(src: &StatsSource) -> Value {
                 "avg_rt": busy_us.checked_div(requests).unwrap_or(0),
                 "apps": [{"id": 0, "modifier1": 0, "mountpoint": "", "requests": requests, "exceptions": 0, "chdir": ""}],
                 "cores": cores,
-            })
+                "supervisor_state": w.supervisor_state,
+            }))
         })
         .collect();
+    // An id without a process (BACKOFF between crashes, say) is listed too,
+    // as uWSGI lists a worker whose process is gone: pid 0, no counters.
+    workers.extend(view.waiting_workers.iter().map(|w| {
+        let cores: Vec<Value> = (0..sb.threads())
+            .map(|c| {
+                json!({
+                    "id": c, "requests": 0, "static_requests": 0, "routed_requests": 0,
+                    "offloaded_requests": 0, "write_errors": 0, "read_errors": 0,
+                    "in_request": 0, "vars": [], "req_info": {},
+                })
+            })
+            .collect();
+        (
+            w.id,
+            json!({
+                "id": w.id,
+                "pid": 0,
+                "accepting": 0,
+                "requests": 0,
+                "delta_requests": 0,
+                "exceptions": 0,
+                "harakiri_count": view.harakiri_count.get(&w.id).copied().unwrap_or(0),
+                "signals": 0,
+                "signal_queue": 0,
+                "status": w.supervisor_state.to_ascii_lowercase(),
+                "rss": 0,
+                "vsz": 0,
+                "running_time": 0,
+                "last_spawn": 0,
+                "respawn_count": view.respawns.get(&w.id).copied().unwrap_or(0) + 1,
+                "tx": 0,
+                "avg_rt": 0,
+                "apps": [],
+                "cores": cores,
+                "supervisor_state": w.supervisor_state,
+            }),
+        )
+    }));
+    workers.sort_by_key(|(id, _)| *id);
+    let workers: Vec<Value> = workers.into_iter().map(|(_, w)| w).collect();
     let cwd = std::env::current_dir()
         .map(|p| p.display().to_string())
         .unwrap_or_default();
@@ -115,5 +164,34 @@ pub fn document(src: &StatsSource) -> Value {
 impl super::SocketView {
     fn proto_is_unix(&self) -> bool {
         self.name.contains('/') || self.name.starts_with('@')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_carry_their_supervisor_state_and_backoff_ids_are_listed() {
+        let doc = document(&crate::stats::tests::source_with_backoff());
+        let workers = doc["workers"].as_array().unwrap();
+        assert_eq!(workers.len(), 2, "{doc}");
+        assert_eq!(workers[0]["id"], 1);
+        assert_eq!(workers[0]["pid"], 4242);
+        assert_eq!(workers[0]["supervisor_state"], "RUNNING");
+        assert_eq!(workers[0]["status"], "booting");
+        assert_eq!(workers[1]["id"], 2);
+        assert_eq!(workers[1]["pid"], 0);
+        assert_eq!(workers[1]["supervisor_state"], "BACKOFF");
+        assert_eq!(workers[1]["status"], "backoff");
+        // Every uWSGI field of a live worker is there for the waiting id too.
+        for key in workers[0].as_object().unwrap().keys() {
+            assert!(
+                workers[1].get(key).is_some(),
+                "{key} missing: {}",
+                workers[1]
+            );
+        }
+        assert_eq!(workers[1]["cores"].as_array().unwrap().len(), 2);
     }
 }

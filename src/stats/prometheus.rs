@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use super::{listen_queue, StatsSource};
 use crate::master::scoreboard::{WorkerState, DURATION_BUCKETS_US};
+use crate::programs::machine::State;
 
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
@@ -108,6 +109,35 @@ pub fn render(src: &StatsSource) -> String {
 
     family(
         &mut out,
+        "capataz_worker_state",
+        "gauge",
+        "Supervisor state of each worker id, as capataz ctl status shows it (1 for the current state, 0 for the others).",
+    );
+    let mut ids: Vec<(usize, &str)> = live
+        .iter()
+        .map(|w| (w.id, w.supervisor_state))
+        .chain(
+            view.waiting_workers
+                .iter()
+                .map(|w| (w.id, w.supervisor_state)),
+        )
+        .collect();
+    ids.sort_unstable();
+    // One series per id, even if the table were ever caught mid-change: a
+    // duplicate series would make Prometheus reject the whole scrape.
+    ids.dedup_by_key(|(id, _)| *id);
+    for (id, current) in ids {
+        for state in State::ALL.map(State::name) {
+            let _ = writeln!(
+                out,
+                "capataz_worker_state{{worker=\"{id}\",state=\"{state}\"}} {}",
+                u8::from(state == current)
+            );
+        }
+    }
+
+    family(
+        &mut out,
         "capataz_worker_rss_bytes",
         "gauge",
         "Resident memory of each worker.",
@@ -170,4 +200,37 @@ pub fn render(src: &StatsSource) -> String {
     );
     let _ = writeln!(out, "capataz_ready {}", u8::from(view.ready));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_state_is_one_hot_per_id() {
+        let text = render(&crate::stats::tests::source_with_backoff());
+        assert!(
+            text.contains("# TYPE capataz_worker_state gauge\n"),
+            "{text}"
+        );
+        assert!(text.contains("# HELP capataz_worker_state "), "{text}");
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("capataz_worker_state{"))
+            .collect();
+        assert_eq!(lines.len(), 2 * State::ALL.len(), "{text}");
+        let ones: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.ends_with(" 1"))
+            .collect();
+        assert_eq!(
+            ones,
+            [
+                "capataz_worker_state{worker=\"1\",state=\"RUNNING\"} 1",
+                "capataz_worker_state{worker=\"2\",state=\"BACKOFF\"} 1",
+            ]
+        );
+        assert!(lines.contains(&"capataz_worker_state{worker=\"1\",state=\"BACKOFF\"} 0"));
+    }
 }

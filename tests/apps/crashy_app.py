@@ -19,11 +19,13 @@ TIMES = int(os.environ.get("CRASHY_TIMES", "3"))
 FROM = int(os.environ.get("CRASHY_FROM", "1"))
 AFTER = int(os.environ.get("CRASHY_AFTER_MS", "200")) / 1000.0
 
-# O_APPEND writes are atomic: each boot adds one byte.
+# O_APPEND writes are atomic: each boot adds one byte. The offset right
+# after our own write is our boot number, even when two workers boot at
+# once (the file's size, read afterwards, may already count the other's).
 fd = os.open(COUNTER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 os.write(fd, b".")
+BOOT = os.lseek(fd, 0, os.SEEK_CUR)
 os.close(fd)
-BOOT = os.path.getsize(COUNTER)
 
 if FROM <= BOOT < FROM + TIMES:
     threading.Timer(AFTER, os._exit, (3,)).start()
