@@ -225,3 +225,44 @@ def test_peer_with_another_uid_is_rejected(running):
     assert answer["ok"] is False and answer["message"] == "permission denied", out
     srv.wait_log("rejected a peer with uid")
     assert srv.proc.poll() is None, "the shutdown was not obeyed"
+
+
+def test_ctl_ini_never_reaches_another_instance_on_the_default_socket(server_factory, tmp_path):
+    """Two instances of one user without control-socket: the second finds the
+    default path taken and runs without a control socket. `ctl --ini b.ini`
+    must then refuse, naming whose socket it reached, instead of acting on
+    the instance of a.ini (it used to shut the wrong one down)."""
+    from support.server import APPS, free_port
+
+    xdg = tmp_path / "xdg"
+    xdg.mkdir(mode=0o700)
+    env = {"XDG_RUNTIME_DIR": str(xdg)}
+    inis = []
+    for name in ("a", "b"):
+        port = free_port()
+        ini = tmp_path / f"{name}.ini"
+        ini.write_text(f"[uwsgi]\nhttp = 127.0.0.1:{port}\nwsgi-file = {APPS / 'plain_app.py'}\n")
+        inis.append((ini, server_factory(["--ini", str(ini)], http=None, port=port, env=env)))
+    (a_ini, a), (b_ini, b) = inis
+    b.wait_log(r"served by another capataz; running without one")
+
+    def run(ini, *words):
+        return subprocess.run(
+            [str(capataz_bin()), "ctl", "--ini", str(ini), *words],
+            capture_output=True, text=True, timeout=30, env=clean_env(env),
+        )
+
+    # (exit 3 while the fresh worker is still STARTING)
+    ok = run(a_ini, "status")
+    assert ok.returncode in (0, 3) and "web:1" in ok.stdout, ok
+    refused = run(b_ini, "shutdown")
+    assert refused.returncode == 1, refused
+    assert f"started from {a_ini}" in refused.stderr and f"set control-socket in {b_ini}" in refused.stderr, refused
+    time.sleep(0.5)
+    assert a.proc.poll() is None and b.proc.poll() is None, "an instance was shut down"
+    assert "shutting down" not in a.log()
+    # A request without --ini (the default socket, as documented) still works.
+    plain = subprocess.run(
+        [str(capataz_bin()), "ctl", "status"], capture_output=True, text=True, timeout=30, env=clean_env(env)
+    )
+    assert plain.returncode in (0, 3) and "web:1" in plain.stdout, plain

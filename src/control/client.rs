@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 
-use super::{ProcessStatus, Request, Response, FAILURE, USAGE};
+use super::{Call, ProcessStatus, Request, Response, FAILURE, USAGE};
 
 const USAGE_TEXT: &str = "usage: capataz ctl [--control-socket PATH | --ini FILE] COMMAND
 
@@ -212,14 +212,15 @@ fn say(text: &str) {
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
-fn exchange(path: &PathBuf, request: &Request, json: bool) -> anyhow::Result<i32> {
+fn exchange(path: &PathBuf, call: &Call, json: bool) -> anyhow::Result<i32> {
+    let request = &call.request;
     let mut stream = UnixStream::connect(path).with_context(|| {
         format!(
             "cannot connect to the control socket {} (is capataz running?)",
             path.display()
         )
     })?;
-    let mut line = serde_json::to_vec(request)?;
+    let mut line = serde_json::to_vec(call)?;
     line.push(b'\n');
     stream.write_all(&line)?;
     let mut reader = BufReader::new(stream);
@@ -302,7 +303,11 @@ pub fn run(args: Vec<String>) -> i32 {
             return USAGE;
         }
     };
-    match exchange(&path, &request, parsed.json) {
+    let call = Call {
+        request,
+        ini: parsed.ini.as_ref().map(PathBuf::from),
+    };
+    match exchange(&path, &call, parsed.json) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("capataz ctl: {e:#}");

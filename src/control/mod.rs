@@ -29,6 +29,9 @@
 //!
 //! The server answers with one line of JSON, a [`Response`]:
 //! `{"ok":true,"code":0,"message":"...","processes":[...],"changes":{...}}`.
+//! `capataz ctl --ini FILE` adds `"ini":"FILE"` to the request (a [`Call`]);
+//! a master started from other files refuses it (code 1) and says whose
+//! socket this is.
 //! `code` is the exit status `capataz ctl` uses: 0 ok, 1 failure, 2 usage
 //! error (bad request, unknown process name), 3 a named process is not
 //! running. `processes` (for `status`) lists [`ProcessStatus`] rows: the
@@ -107,6 +110,19 @@ pub enum Request {
         #[serde(default)]
         follow: bool,
     },
+}
+
+/// What `capataz ctl` sends: a [`Request`] and, with `--ini FILE`, that
+/// file. Two instances of one user without `control-socket` share the
+/// default path, and only the first gets it; the master checks `ini`
+/// against the files it was started from, so `ctl --ini b.ini` can never
+/// act on the instance of `a.ini`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Call {
+    #[serde(flatten)]
+    pub request: Request,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ini: Option<PathBuf>,
 }
 
 fn default_tail_bytes() -> usize {
@@ -198,6 +214,26 @@ pub fn proc_facts(pid: i32) -> (Option<u64>, Option<u64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_call_is_the_request_plus_the_ini_it_was_aimed_at() {
+        let call = Call {
+            request: Request::Shutdown,
+            ini: Some("/srv/b.ini".into()),
+        };
+        let line = serde_json::to_string(&call).unwrap();
+        assert_eq!(line, r#"{"cmd":"shutdown","ini":"/srv/b.ini"}"#);
+        assert_eq!(serde_json::from_str::<Call>(&line).unwrap(), call);
+        // Without --ini (and from older clients) the field is absent.
+        let plain: Call = serde_json::from_str(r#"{"cmd":"status","name":"web"}"#).unwrap();
+        assert_eq!(plain.ini, None);
+        assert_eq!(
+            plain.request,
+            Request::Status {
+                name: Some("web".into())
+            }
+        );
+    }
 
     #[test]
     fn requests_are_tagged_json() {

@@ -16,7 +16,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Request, Response, FAILURE, USAGE};
+use super::{Call, Request, Response, FAILURE, USAGE};
 use crate::programs::logs::LogRing;
 
 /// Longest request line.
@@ -133,9 +133,12 @@ impl ControlServer {
     /// Binds `path` (mode 0600) and starts the accept thread. Returns
     /// `Ok(None)` when `path` is the default and another live master serves
     /// it; `waker` is written to after each request is queued.
+    /// `config_files` are the ini files this master was started from: a
+    /// `capataz ctl --ini` naming another file is refused.
     pub fn start(
         path: &Path,
         explicit: bool,
+        config_files: &[PathBuf],
         waker: OwnedFd,
     ) -> Result<Option<ControlServer>, String> {
         let fail = |e: io::Error| format!("control socket {}: {e}", path.display());
@@ -167,13 +170,17 @@ impl ControlServer {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
         let (tx, rx) = mpsc::channel();
         let waker = Arc::new(waker);
+        let owner = Arc::new(Owner {
+            files: config_files.iter().map(|f| canonical(f)).collect(),
+            socket: path.to_path_buf(),
+        });
         let handle = ControlHandle {
             tx: tx.clone(),
             waker: waker.clone(),
         };
         std::thread::Builder::new()
             .name("control".into())
-            .spawn(move || accept_loop(listener, tx, waker))
+            .spawn(move || accept_loop(listener, tx, waker, owner))
             .map_err(fail)?;
         tracing::info!("control socket: {}", path.display());
         Ok(Some(ControlServer {
@@ -202,7 +209,55 @@ impl ControlServer {
     }
 }
 
-fn accept_loop(listener: UnixListener, tx: Sender<Envelope>, waker: Arc<OwnedFd>) {
+/// Whose socket this is: the master's ini files (canonical) and the path.
+#[derive(Debug)]
+struct Owner {
+    files: Vec<PathBuf>,
+    socket: PathBuf,
+}
+
+impl Owner {
+    /// Refuses a `ctl --ini FILE` whose FILE this master was not started from.
+    fn check(&self, ini: Option<&Path>) -> Result<(), Response> {
+        let Some(ini) = ini else { return Ok(()) };
+        if self.files.contains(&canonical(ini)) {
+            return Ok(());
+        }
+        let ours = if self.files.is_empty() {
+            "command-line options".to_string()
+        } else {
+            self.files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        Err(Response::error(
+            FAILURE,
+            format!(
+                "the control socket {} belongs to the capataz started from {ours} (pid {}), \
+                 not from {}; that one has no control socket of its own (the default path \
+                 was taken): set control-socket in {}",
+                self.socket.display(),
+                std::process::id(),
+                ini.display(),
+                ini.display(),
+            ),
+        ))
+    }
+}
+
+/// `path` with symlinks resolved when it exists, as given otherwise.
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn accept_loop(
+    listener: UnixListener,
+    tx: Sender<Envelope>,
+    waker: Arc<OwnedFd>,
+    owner: Arc<Owner>,
+) {
     let active = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         let Ok(mut stream) = stream else { continue };
@@ -214,11 +269,11 @@ fn accept_loop(listener: UnixListener, tx: Sender<Envelope>, waker: Arc<OwnedFd>
             continue;
         }
         active.fetch_add(1, Ordering::AcqRel);
-        let (tx, waker, active) = (tx.clone(), waker.clone(), active.clone());
+        let (tx, waker, active, owner) = (tx.clone(), waker.clone(), active.clone(), owner.clone());
         let spawned = std::thread::Builder::new()
             .name("control conn".into())
             .spawn(move || {
-                if let Err(e) = serve(stream, &tx, &waker) {
+                if let Err(e) = serve(stream, &tx, &waker, &owner) {
                     tracing::debug!("control connection: {e}");
                 }
                 active.fetch_sub(1, Ordering::AcqRel);
@@ -259,7 +314,12 @@ fn reply_line(stream: &mut UnixStream, response: &Response) -> io::Result<()> {
     stream.write_all(&line)
 }
 
-fn serve(mut stream: UnixStream, tx: &Sender<Envelope>, waker: &OwnedFd) -> io::Result<()> {
+fn serve(
+    mut stream: UnixStream,
+    tx: &Sender<Envelope>,
+    waker: &OwnedFd,
+    owner: &Owner,
+) -> io::Result<()> {
     // SAFETY: geteuid has no preconditions.
     let ours = unsafe { libc::geteuid() };
     let peer = peer_uid(&stream)?;
@@ -272,8 +332,11 @@ fn serve(mut stream: UnixStream, tx: &Sender<Envelope>, waker: &OwnedFd) -> io::
         tracing::warn!("control socket: rejected a peer with uid {peer} (ours is {ours})");
         return reply_line(&mut stream, &Response::error(FAILURE, "permission denied"));
     }
-    let request: Request = match serde_json::from_str(line.trim()) {
-        Ok(r) => r,
+    let request = match serde_json::from_str::<Call>(line.trim()) {
+        Ok(call) => match owner.check(call.ini.as_deref()) {
+            Ok(()) => call.request,
+            Err(refused) => return reply_line(&mut stream, &refused),
+        },
         Err(e) => {
             return reply_line(
                 &mut stream,

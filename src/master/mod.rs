@@ -732,6 +732,7 @@ pub fn run(config: Config) -> i32 {
             crate::control::server::ControlServer::start(
                 &control_path,
                 config.control_socket.is_some(),
+                &config.config_files,
                 waker,
             )
         }) {
