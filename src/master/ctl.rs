@@ -37,7 +37,7 @@ pub(super) struct Pending {
 
 /// The configuration as it reads now: the master's own command line and
 /// environment, with the ini and env files as they are on disk.
-fn read_config_again() -> Result<Box<crate::config::Config>, String> {
+pub(super) fn read_config_again() -> Result<Box<crate::config::Config>, String> {
     let args = std::env::args_os().skip(1).collect();
     let env = std::env::vars_os().collect();
     match crate::config::load(args, env) {

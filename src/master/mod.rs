@@ -37,6 +37,7 @@
 //!   EXITED, FATAL), logged on every transition and shown by `ctl status`.
 //! - [`signals`]: signal flags and the self-pipe.
 //! - [`fifo`]: uWSGI's `master-fifo` single-character commands.
+//! - `reread`: what a reload takes from the config files read again.
 //! - [`privileges`]: dropping to `uid`/`gid` after binding.
 //! - [`scoreboard`]: the shared-memory table workers report into.
 //! - [`watchdog`]: harakiri, touch-reload, recycling and adaptive scaling.
@@ -58,6 +59,7 @@ pub mod watchdog;
 pub mod worker_output;
 
 mod ctl;
+mod reread;
 
 use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
@@ -91,6 +93,9 @@ pub enum Phase {
 
 struct Master {
     config: Config,
+    /// The config as last read from the files (at startup or a reload), to
+    /// tell what a reload's re-read changed.
+    last_read: Config,
     listeners: Vec<listeners::Listener>,
     scoreboard: Arc<Scoreboard>,
     /// What the stats threads read; refreshed every tick.
@@ -219,6 +224,13 @@ impl Master {
             tracing::info!("{why}: a reload is already in progress");
             return;
         }
+        if let Err(e) = self.reread_config(why) {
+            tracing::error!(
+                "{why}: reload refused, the config cannot be read again: {e}; \
+                 the workers keep running as they are: fix the config and reload again"
+            );
+            return;
+        }
         self.set_phase(Phase::Reloading);
         self.notified_ready = false;
         sd_notify("RELOADING=1");
@@ -234,6 +246,50 @@ impl Master {
             self.spawn(id);
         }
         self.reload = Some((old, Instant::now()));
+    }
+
+    /// Reads the config files again (DESIGN §5) for the generation a reload
+    /// starts; see [`reread`] for what takes effect.
+    fn reread_config(&mut self, why: &str) -> Result<(), String> {
+        let new = ctl::read_config_again()?;
+        let r = reread::merge(&self.config, &self.last_read, &new)?;
+        if !r.applied.is_empty() {
+            tracing::info!(
+                "{why}: config read again; the new workers get the changed {}",
+                r.applied.join(", ")
+            );
+        }
+        if !r.need_restart.is_empty() {
+            tracing::warn!(
+                "{why}: {} changed in the config; that takes a restart of capataz, \
+                 the running value is kept until then",
+                r.need_restart.join(", ")
+            );
+        }
+        if r.need_update {
+            tracing::info!(
+                "{why}: [program:x]/[socket:x] sections changed; `capataz ctl update` applies them"
+            );
+        }
+        let changed = |name: &str| r.applied.iter().any(|k| k == name);
+        if changed("env") {
+            // The files' env supersedes one `ctl update` staged.
+            self.pending_env = None;
+        }
+        if changed("processes") {
+            self.target = if r.config.cheaper > 0 {
+                self.target.min(r.config.processes)
+            } else {
+                r.config.processes
+            }
+            .clamp(1, MAX_PROCESSES);
+        }
+        if changed("touch-reload") {
+            self.touch_reload = watchdog::TouchReload::new(&r.config.touch_reload);
+        }
+        self.config = r.config;
+        self.last_read = *new;
+        Ok(())
     }
 
     /// A new worker cannot load the app: keep the old generation (never
@@ -825,6 +881,7 @@ pub fn run(config: Config) -> i32 {
         pending_env: None,
         touch_reload: watchdog::TouchReload::new(&config.touch_reload),
         cheaper: watchdog::Cheaper::new(),
+        last_read: config.clone(),
         config,
         listeners: bound,
         scoreboard,
