@@ -1021,6 +1021,32 @@ def test_uid_gid_drop_after_binding(server_factory):
 
 
 @needs_root
+def test_vacuum_after_dropping_privileges_reports_what_it_could_not_remove(server_factory):
+    """The pidfile is written as root in a root-owned directory; after the
+    drop to nobody, vacuum cannot unlink it and must say so, not claim it did."""
+    group = _nogroup()
+    workdir = short_tmpdir()
+    try:
+        run = Path(workdir) / "run"
+        run.mkdir(mode=0o755)
+        pidfile = run / "app.pid"
+        s = server_factory(
+            ops_args("--uid", "nobody", "--gid", group, "--pidfile", str(pidfile), "--vacuum"), workdir=workdir
+        )
+        assert pidfile.read_text().strip() == str(s.pid)
+        s.signal(signal.SIGTERM)
+        s.wait_exit(15)
+        log = s.log()
+        if pidfile.exists():
+            assert f"vacuum: {pidfile}: Permission denied" in log, log[-3000:]
+            assert f"vacuum: removed {pidfile}" not in log, log[-3000:]
+        else:
+            assert f"vacuum: removed {pidfile}" in log, log[-3000:]
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@needs_root
 def test_no_root_workers_refuses_without_uid(server_factory):
     """`no-root-workers` as root without --uid: refuse to start, saying why."""
     s = server_factory(plain_args("--no-root-workers"), wait=False)

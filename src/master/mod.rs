@@ -498,8 +498,10 @@ impl Master {
             let ours = std::fs::read_to_string(path)
                 .is_ok_and(|t| t.trim() == std::process::id().to_string());
             if ours {
-                let _ = std::fs::remove_file(path);
-                tracing::info!("vacuum: removed {}", path.display());
+                match std::fs::remove_file(path) {
+                    Ok(()) => tracing::info!("vacuum: removed {}", path.display()),
+                    Err(e) => tracing::warn!("vacuum: {}: {e}", path.display()),
+                }
             }
         }
         if let Some(f) = &self.fifo {
