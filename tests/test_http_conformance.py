@@ -302,6 +302,31 @@ def test_absolute_form_target(srv):
     assert env["QUERY_STRING"][1] == "k=v"
 
 
+def test_absolute_form_authority_replaces_host(srv):
+    """RFC 9112 §3.2.2: "When an origin server receives a request with an
+    absolute-form of request-target, the origin server MUST ignore the
+    received Host header field (if any) and instead use the host information
+    of the request-target."
+    """
+    with Conn(srv.port) as conn:
+        conn.send(b"GET http://example.com/environ?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        resp = conn.read_response()
+    assert resp.status == 200, resp
+    env = json.loads(resp.body)
+    assert env["HTTP_HOST"] == ["str", "example.com"]
+    assert env["PATH_INFO"] == ["str", "/environ"]
+    assert env["QUERY_STRING"] == ["str", "x=1"]
+    # SERVER_NAME comes from the listener's address, as for every request.
+    assert env["SERVER_NAME"] == ["str", "127.0.0.1"]
+    # The port is part of the authority, and HTTP/1.0 without Host gets it too.
+    with Conn(srv.port) as conn:
+        conn.send(b"GET http://example.com:8080/environ HTTP/1.0\r\n\r\n")
+        resp = conn.read_response()
+    env = json.loads(resp.body)
+    assert env["HTTP_HOST"] == ["str", "example.com:8080"]
+    assert env["PATH_INFO"] == ["str", "/environ"]
+
+
 # --- rejections -----------------------------------------------------------
 
 H = b"Host: localhost\r\n"
@@ -376,6 +401,18 @@ REJECTIONS = {
     # to any request message that contains more than one Host header field".
     "host-missing": b"GET / HTTP/1.1\r\nX-Test: 1\r\n\r\n",
     "host-twice": b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+    "host-twice-same-value": b"GET / HTTP/1.1\r\nHost: localhost\r\nhost: localhost\r\n\r\n",
+    "host-twice-http10": b"GET / HTTP/1.0\r\nHost: a.example\r\nHost: b.example\r\n\r\n",
+    "host-missing-absolute-form": b"GET http://localhost/ HTTP/1.1\r\n\r\n",
+    # RFC 9112 §3.2: "... or a Host header field with an invalid field value".
+    "host-with-space": b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+    "host-with-userinfo": b"GET / HTTP/1.1\r\nHost: user@localhost\r\n\r\n",
+    "host-with-path": b"GET / HTTP/1.1\r\nHost: localhost/x\r\n\r\n",
+    "host-bad-port": b"GET / HTTP/1.1\r\nHost: localhost:80x\r\n\r\n",
+    "host-unclosed-ipv6": b"GET / HTTP/1.1\r\nHost: [::1\r\n\r\n",
+    # RFC 9110 §4.2.4 and §4.2.1: userinfo or an empty host in an http URI.
+    "absolute-form-userinfo": b"GET http://user@localhost/ HTTP/1.1\r\n" + H + b"\r\n",
+    "absolute-form-empty-host": b"GET http:///x HTTP/1.1\r\n" + H + b"\r\n",
 }
 
 
@@ -385,12 +422,50 @@ def test_malformed_request_rejected_with_400_and_close(srv, raw):
     assert_rejected(srv, raw)
 
 
-@pytest.mark.parametrize("version", ["HTTP/2.0", "HTTP/1.2", "HTTP/3.0", "HTTP/0.9"])
-def test_unknown_version_rejected(srv, version):
-    """RFC 9112 §2.3 / RFC 9110 §15.6.6: only HTTP/1.0 and HTTP/1.1 are spoken
-    here; other versions get 400 (505 is also acceptable for another major version)."""
+@pytest.mark.parametrize("version", ["HTTP/2.0", "HTTP/3.0", "HTTP/0.9"])
+def test_other_major_version_gets_505(srv, version):
+    """RFC 9110 §15.6.6: 505 (HTTP Version Not Supported) for a major version
+    the server does not support, then close; logged like the 400s."""
+    mark = srv.mark()
     raw = f"GET / {version}\r\nHost: localhost\r\n\r\n".encode()
-    assert_rejected(srv, raw, statuses=(400, 505))
+    resp = assert_rejected(srv, raw, statuses=(505,))
+    assert resp.reason == "HTTP Version Not Supported"
+    assert resp.version == "HTTP/1.1"
+    srv.wait_log(r"bad request from 127\.0\.0\.1: HTTP major version not supported \(505\)", since=mark)
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.2", "HTTP/2", "HTTP/2.0 ", "http/2.0"])
+def test_unknown_version_rejected(srv, version):
+    """RFC 9112 §2.3: a malformed version, or a 1.x other than 1.0 and 1.1
+    (which httparse does not read), gets 400."""
+    raw = f"GET / {version}\r\nHost: localhost\r\n\r\n".encode()
+    assert_rejected(srv, raw, statuses=(400,))
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.0", "HTTP/1.1"])
+def test_http1_versions_still_served(srv, version):
+    """The 505 check leaves HTTP/1.0 and HTTP/1.1 alone."""
+    with Conn(srv.port) as conn:
+        conn.send(f"GET /hello {version}\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
+        resp = conn.read_response()
+    assert resp.status == 200 and resp.body == b"Hello, World!"
+
+
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        (b"GET / HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\n\r\n", "more than one Host header"),
+        (b"GET / HTTP/1.1\r\nX-Test: 1\r\n\r\n", "missing Host header"),
+        (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", "invalid Host header"),
+    ],
+    ids=["twice", "missing", "invalid"],
+)
+def test_host_rejections_are_logged(srv, raw, reason):
+    """RFC 9112 §3.2: 400 for a duplicate, missing (HTTP/1.1) or invalid Host,
+    logged with the peer and the reason like every other 400."""
+    mark = srv.mark()
+    assert_rejected(srv, raw)
+    srv.wait_log(rf"bad request from 127\.0\.0\.1: {reason} \(400\)", since=mark)
 
 
 def test_worker_survives_rejections(srv):

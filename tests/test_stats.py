@@ -110,6 +110,32 @@ def test_busy_core_shows_the_current_request(srv):
         t.join()
 
 
+def test_uwsgi_socket_reported_as_uwsgi_and_cores_count_requests(tmp_path):
+    """uWSGI's stats name each socket's protocol ("uwsgi" for `socket`,
+    "http" for `http`), and cores[].requests counts the requests each thread
+    served: with one thread, all of the worker's."""
+    stats, uwsgi_port = free_port(), free_port()
+    with Server(
+        plain_args("--processes", "1", "--threads", "1", "--stats", f"127.0.0.1:{stats}",
+                   "--socket", f"127.0.0.1:{uwsgi_port}"),
+        workdir=tmp_path, name="stats-proto",
+    ) as s:
+        for _ in range(7):
+            urllib.request.urlopen(s.url + "/", timeout=5).read()
+
+        def counted():
+            d = raw_stats(stats)
+            return d if d["workers"] and d["workers"][0]["requests"] >= 7 else None
+
+        doc = wait_for(counted) or raw_stats(stats)
+    protos = {sock["name"]: sock["proto"] for sock in doc["sockets"]}
+    assert protos == {f"127.0.0.1:{s.port}": "http", f"127.0.0.1:{uwsgi_port}": "uwsgi"}, doc["sockets"]
+    (worker,) = doc["workers"]
+    # 7, plus the helper's readiness probe.
+    assert worker["requests"] >= 7, json.dumps(worker)
+    assert [c["requests"] for c in worker["cores"]] == [worker["requests"]], json.dumps(worker)
+
+
 def test_prometheus_text_parses(srv):
     status, body = http_get(f"http://127.0.0.1:{srv.metrics_port}/metrics")
     assert status == 200

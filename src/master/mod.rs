@@ -431,7 +431,7 @@ impl Master {
                 .iter()
                 .map(|l| SocketView {
                     name: l.meta.address.clone(),
-                    proto: "http",
+                    proto: crate::stats::socket_proto(l.meta.protocol),
                     fd: l.fd.as_raw_fd(),
                     backlog: self.config.listen,
                 })

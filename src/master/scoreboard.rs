@@ -119,6 +119,17 @@ impl CoreSlot {
         self.started_ms.store(0, Ordering::Release);
     }
 
+    /// Counts one finished request on this core (stats `cores[].requests`).
+    /// Only the core's own thread writes the counter (the master zeroes it
+    /// before the worker exists), so a plain load and store suffice: no
+    /// locked read-modify-write on the request path, on a line `begin` and
+    /// `end` write anyway.
+    #[inline]
+    pub fn count_request(&self) {
+        let n = self.requests.load(Ordering::Relaxed);
+        self.requests.store(n.wrapping_add(1), Ordering::Relaxed);
+    }
+
     /// (started_ms, "METHOD PATH") of the current request, if any.
     pub fn current(&self) -> Option<(u64, String)> {
         for _ in 0..8 {

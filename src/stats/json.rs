@@ -194,4 +194,42 @@ mod tests {
         }
         assert_eq!(workers[1]["cores"].as_array().unwrap().len(), 2);
     }
+
+    #[test]
+    fn sockets_name_their_protocol_and_cores_count_their_requests() {
+        use crate::stats::{socket_proto, SocketView};
+        use crate::worker::Protocol;
+        let src = crate::stats::tests::source_with_backoff();
+        src.view.lock().unwrap().sockets = [
+            ("/tmp/http.sock", Protocol::Http),
+            ("/tmp/uwsgi.sock", Protocol::Uwsgi),
+        ]
+        .into_iter()
+        .map(|(name, protocol)| SocketView {
+            name: name.into(),
+            proto: socket_proto(protocol),
+            fd: -1,
+            backlog: 100,
+        })
+        .collect();
+        for _ in 0..3 {
+            src.scoreboard.core(0, 1).count_request();
+        }
+        src.scoreboard.core(0, 0).count_request();
+        let doc = document(&src);
+        let protos: Vec<&str> = doc["sockets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["proto"].as_str().unwrap())
+            .collect();
+        assert_eq!(protos, ["http", "uwsgi"]);
+        let cores = doc["workers"][0]["cores"].as_array().unwrap();
+        assert_eq!(cores[0]["requests"], 1, "{doc}");
+        assert_eq!(cores[1]["requests"], 3, "{doc}");
+        // A new worker in the slot starts from zero.
+        src.scoreboard.reset(0, 4243);
+        let doc = document(&src);
+        assert_eq!(doc["workers"][0]["cores"][1]["requests"], 0);
+    }
 }

@@ -34,6 +34,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::master::scoreboard::Scoreboard;
 use crate::master::supervise::WorkerRow;
+use crate::worker::Protocol;
 
 /// One worker process as the master sees it.
 #[derive(Clone, Debug)]
@@ -96,9 +97,19 @@ pub struct ProgramView {
 #[derive(Clone, Debug)]
 pub struct SocketView {
     pub name: String,
+    /// What it speaks, as uWSGI's stats name it ([`socket_proto`]).
     pub proto: &'static str,
     pub fd: i32,
     pub backlog: u32,
+}
+
+/// A listener's protocol as uWSGI's stats document names it: `http` for
+/// `http` / `http-socket`, `uwsgi` for `socket` / `uwsgi-socket`.
+pub fn socket_proto(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Http => "http",
+        Protocol::Uwsgi => "uwsgi",
+    }
 }
 
 /// What the master publishes for the stats threads, refreshed every tick.

@@ -680,6 +680,7 @@ impl Conn {
             date,
         );
         core_slot.end();
+        core_slot.count_request();
         shared.worker_slot().record(
             outcome.status,
             outcome.body_bytes + outcome.headers_bytes as u64,
@@ -863,6 +864,7 @@ impl Conn {
         );
         // Counted with logging off too (stats, max-requests would otherwise
         // miss static requests).
+        shared.scoreboard.core(shared.slot, cx.core).count_request();
         let relaxed = std::sync::atomic::Ordering::Relaxed;
         let requests = shared.worker_slot().requests.fetch_add(1, relaxed) + 1;
         let total = shared.scoreboard.total_requests().fetch_add(1, relaxed) + 1;

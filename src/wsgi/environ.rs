@@ -55,6 +55,7 @@ pub struct Keys {
     pub remote_port: Owned,
     pub content_type: Owned,
     pub content_length: Owned,
+    pub http_host: Owned,
     pub wsgi_input: Owned,
     pub input_spooled: Owned,
     pub http_10: Owned,
@@ -80,6 +81,7 @@ impl Keys {
                 remote_port: py::interned(c"REMOTE_PORT"),
                 content_type: py::interned(c"CONTENT_TYPE"),
                 content_length: py::interned(c"CONTENT_LENGTH"),
+                http_host: py::interned(c"HTTP_HOST"),
                 wsgi_input: py::interned(c"wsgi.input"),
                 input_spooled: py::interned(c"capataz.input_spooled"),
                 http_10: py::interned(c"HTTP/1.0"),
@@ -315,6 +317,12 @@ unsafe fn http_vars(
             Some(())
         })?;
 
+        // RFC 9112 §3.2.2: with an absolute-form target the server MUST ignore
+        // the Host header and use the target's authority. Set after the
+        // headers, so it replaces HTTP_HOST; origin-form requests skip this.
+        if let Some(authority) = head.authority {
+            set(e, &keys.http_host, &py::latin1(span(buf, authority))?)?;
+        }
         set(e, &keys.query_string, &py::latin1(query)?)?;
         set(e, &keys.request_uri, &py::latin1(target)?)?;
         let proto = match head.version {

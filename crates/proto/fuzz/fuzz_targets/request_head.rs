@@ -26,6 +26,11 @@ fuzz_target!(|data: &[u8]| {
         for s in [head.method, head.target, head.path, head.query] {
             let _ = span(data, s);
         }
+        if let Some(authority) = head.authority {
+            // Inside the target, and never carrying userinfo.
+            assert!(head.target.0 <= authority.0 && authority.1 <= head.target.1);
+            assert!(!span(data, authority).contains(&b'@'));
+        }
         for h in &headers {
             let _ = (span(data, h.name), span(data, h.value));
         }

@@ -36,7 +36,8 @@ pub fn span(buf: &[u8], s: Span) -> &[u8] {
     &buf[s.0 as usize..s.1 as usize]
 }
 
-/// The HTTP versions we speak. Anything else is rejected with 400.
+/// The HTTP versions we speak. Another major version is rejected with 505, anything
+/// else with 400 (see [`ParseError::UnsupportedMajorVersion`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
     /// `HTTP/1.0`
@@ -85,6 +86,10 @@ pub struct RequestHead {
     pub method: Span,
     /// The raw request-target.
     pub target: Span,
+    /// For an absolute-form target (`http://h:1/p?q`), its authority (`h:1`), validated
+    /// as a Host value. RFC 9112 §3.2.2: the server MUST ignore the Host header then and
+    /// use this instead. `None` for every other form.
+    pub authority: Option<Span>,
     /// The path of the target, raw (not percent-decoded). For absolute-form
     /// (`http://h/p?q`) the `/p` part, which is empty when the URI has no path (treat as
     /// `/`); `*` for asterisk-form; the whole target for authority-form (CONNECT).
@@ -133,18 +138,26 @@ pub enum ParseError {
     /// The method is not a token, or the request line is otherwise malformed.
     #[error("malformed request line")]
     InvalidRequestLine,
-    /// The request-target is not origin-, absolute-, authority- or asterisk-form.
+    /// The request-target is not origin-, absolute-, authority- or asterisk-form, or an
+    /// absolute-form authority has userinfo (RFC 9110 §4.2.4) or an invalid host.
     #[error("invalid request target")]
     InvalidTarget,
-    /// The version is not `HTTP/1.0` or `HTTP/1.1`.
+    /// The version is malformed, or is `HTTP/1.x` other than `HTTP/1.0` and `HTTP/1.1`.
     #[error("unsupported HTTP version")]
     UnsupportedVersion,
+    /// A well-formed version whose major number is not 1 (`HTTP/2.0`, `HTTP/0.9`):
+    /// 505 (RFC 9110 §15.6.6).
+    #[error("HTTP major version not supported")]
+    UnsupportedMajorVersion,
     /// An HTTP/1.1 request without a Host field (RFC 9112 §3.2: MUST be 400).
     #[error("missing Host header")]
     MissingHost,
     /// More than one Host field line (RFC 9112 §3.2: MUST be 400).
     #[error("more than one Host header")]
     DuplicateHost,
+    /// A Host value that is not `uri-host [ ":" port ]` (RFC 9112 §3.2: MUST be 400).
+    #[error("invalid Host header")]
+    InvalidHost,
     /// A header name has an invalid byte, whitespace before the colon, or is an
     /// obs-fold continuation line.
     #[error("invalid header name")]
@@ -185,7 +198,7 @@ pub enum ParseError {
 }
 
 impl ParseError {
-    /// The HTTP status to answer with: 400, 413, 414 or 431.
+    /// The HTTP status to answer with: 400, 413, 414, 431 or 505.
     pub fn status(&self) -> u16 {
         match self {
             ParseError::RequestLineTooLong => 414,
@@ -194,6 +207,7 @@ impl ParseError {
             | ParseError::HeadTooLarge
             | ParseError::TrailersTooLarge => 431,
             ParseError::BodyTooLarge => 413,
+            ParseError::UnsupportedMajorVersion => 505,
             _ => 400,
         }
     }
@@ -211,8 +225,10 @@ impl ParseError {
             ParseError::InvalidRequestLine => "malformed request line",
             ParseError::InvalidTarget => "invalid request target",
             ParseError::UnsupportedVersion => "unsupported HTTP version",
+            ParseError::UnsupportedMajorVersion => "HTTP major version not supported",
             ParseError::MissingHost => "missing Host header",
             ParseError::DuplicateHost => "more than one Host header",
+            ParseError::InvalidHost => "invalid Host header",
             ParseError::InvalidHeaderName => "invalid header name",
             ParseError::InvalidHeaderValue => "invalid header value",
             ParseError::InvalidContentLength => "invalid Content-Length",

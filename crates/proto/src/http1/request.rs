@@ -68,6 +68,9 @@ pub fn parse_request_head(
             check_incomplete_field(&buf[..parse_end], start, limits)?;
             return Ok(None);
         }
+        // httparse says only "bad version"; a well-formed one of another major version
+        // deserves 505, which costs a look at the request line on this error path only.
+        Err(httparse::Error::Version) => return Err(version_error(&buf[start..parse_end])),
         Err(e) => return Err(map_httparse_error(e)),
     };
 
@@ -87,7 +90,8 @@ pub fn parse_request_head(
     };
     let method_span = span_of(buf, method.as_bytes());
     let target_span = span_of(buf, target.as_bytes());
-    let (path, query) = split_target(target.as_bytes(), method.as_bytes(), target_span.0)?;
+    let (path, query, authority) =
+        split_target(target.as_bytes(), method.as_bytes(), target_span.0)?;
 
     let mut fields = FieldSummary::default();
     for (i, h) in req.headers.iter().enumerate() {
@@ -124,6 +128,7 @@ pub fn parse_request_head(
         len: head_len,
         method: method_span,
         target: target_span,
+        authority,
         path,
         query,
         version,
@@ -239,30 +244,61 @@ fn map_httparse_error(e: httparse::Error) -> ParseError {
     }
 }
 
-/// Splits a request-target into path and query spans (RFC 9112 §3.2).
-/// `base` is the target's offset in the caller's buffer.
-fn split_target(target: &[u8], method: &[u8], base: u32) -> Result<(Span, Span), ParseError> {
+/// The error for a request line httparse refused at its version: 505 for a well-formed
+/// `HTTP/x.y` with a major version other than 1 (RFC 9110 §15.6.6), 400 otherwise.
+/// `line` starts at the request line, whose LF is known to be in it.
+#[cold]
+fn version_error(line: &[u8]) -> ParseError {
+    let line = &line[..memchr(b'\n', line).unwrap_or(line.len())];
+    let Some(line) = line.strip_suffix(b"\r") else {
+        return ParseError::UnsupportedVersion;
+    };
+    // request-line = method SP request-target SP HTTP-version (RFC 9112 §3); httparse
+    // has checked the method and the target, so three SP-separated parts remain.
+    let mut parts = line.split(|&b| b == b' ');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (
+            Some([_, ..]),
+            Some([_, ..]),
+            Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor]),
+            None,
+        ) if major.is_ascii_digit() && minor.is_ascii_digit() && *major != b'1' => {
+            ParseError::UnsupportedMajorVersion
+        }
+        _ => ParseError::UnsupportedVersion,
+    }
+}
+
+/// Splits a request-target into path and query spans (RFC 9112 §3.2), plus the
+/// authority of an absolute-form target. `base` is the target's offset in the caller's
+/// buffer.
+fn split_target(
+    target: &[u8],
+    method: &[u8],
+    base: u32,
+) -> Result<(Span, Span, Option<Span>), ParseError> {
     let at = |i: usize| base + i as u32;
-    let path_start = match target {
+    let (path_start, authority) = match target {
         // origin-form, by far the most common.
-        [b'/', ..] => 0,
+        [b'/', ..] => (0, None),
         // asterisk-form, only meaningful for OPTIONS; the server decides.
-        b"*" => return Ok(((at(0), at(1)), (at(1), at(1)))),
+        b"*" => return Ok(((at(0), at(1)), (at(1), at(1)), None)),
         _ => match absolute_form_authority(target) {
-            // absolute-form: the path starts at the first '/' or '?' after the
-            // authority, and is empty when the URI has none.
-            Some(authority) => {
-                let rest = &target[authority..];
-                authority
-                    + rest
-                        .iter()
-                        .position(|&b| b == b'/' || b == b'?')
-                        .unwrap_or(rest.len())
+            // absolute-form: the authority runs to the first '/' or '?', where the
+            // path starts; the path is empty when the URI has none.
+            Some((scheme, start)) => {
+                let rest = &target[start..];
+                let len = rest
+                    .iter()
+                    .position(|&b| b == b'/' || b == b'?')
+                    .unwrap_or(rest.len());
+                check_authority(scheme, &rest[..len])?;
+                (start + len, Some((at(start), at(start + len))))
             }
             // authority-form (host:port) is only valid for CONNECT.
             None if method == b"CONNECT" => {
                 let end = at(target.len());
-                return Ok(((at(0), end), (end, end)));
+                return Ok(((at(0), end), (end, end), None));
             }
             None => return Err(ParseError::InvalidTarget),
         },
@@ -271,15 +307,15 @@ fn split_target(target: &[u8], method: &[u8], base: u32) -> Result<(Span, Span),
     Ok(match memchr(b'?', &target[path_start..]) {
         Some(q) => {
             let q = path_start + q;
-            ((at(path_start), at(q)), (at(q + 1), at(end)))
+            ((at(path_start), at(q)), (at(q + 1), at(end)), authority)
         }
-        None => ((at(path_start), at(end)), (at(end), at(end))),
+        None => ((at(path_start), at(end)), (at(end), at(end)), authority),
     })
 }
 
-/// If `target` is `scheme "://" ...` (RFC 3986 scheme syntax), the offset just past
-/// the `//`, where the authority starts.
-fn absolute_form_authority(target: &[u8]) -> Option<usize> {
+/// If `target` is `scheme "://" ...` (RFC 3986 scheme syntax), the scheme and the
+/// offset just past the `//`, where the authority starts.
+fn absolute_form_authority(target: &[u8]) -> Option<(&[u8], usize)> {
     let first = *target.first()?;
     if !first.is_ascii_alphabetic() {
         return None;
@@ -289,7 +325,104 @@ fn absolute_form_authority(target: &[u8]) -> Option<usize> {
         .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))?;
     target[scheme_len..]
         .starts_with(b"://")
-        .then_some(scheme_len + 3)
+        .then_some((&target[..scheme_len], scheme_len + 3))
+}
+
+/// An absolute-form authority stands in for Host, so it must be a valid Host value.
+/// RFC 9110 §4.2.4: userinfo in an http(s) URI is an error (it hides the real host
+/// from a human reader); §4.2.1/§4.2.2: an http(s) URI with an empty host is invalid.
+fn check_authority(scheme: &[u8], authority: &[u8]) -> Result<(), ParseError> {
+    let web = scheme.eq_ignore_ascii_case(b"http") || scheme.eq_ignore_ascii_case(b"https");
+    let empty_host = matches!(authority, [] | [b':', ..]);
+    if !is_valid_host(authority) || (web && empty_host) {
+        return Err(ParseError::InvalidTarget);
+    }
+    Ok(())
+}
+
+/// RFC 3986 §2.3 unreserved and §2.2 sub-delims: the bytes of a reg-name other than
+/// `%` (checked with its two hex digits), and of an IP-literal other than `:`.
+static HOST_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        i += 1;
+    }
+    t
+};
+
+/// RFC 9110 §7.2: `Host = uri-host [ ":" port ]`, with RFC 3986's `uri-host =
+/// IP-literal / IPv4address / reg-name` and `port = *DIGIT`. An empty value is valid
+/// (an empty reg-name). IPv4 addresses are reg-name syntax; IP-literals are checked for
+/// their alphabet only (hex digits, `:`, `.`, an IPvFuture's or a zone id's bytes).
+///
+/// Runs on every request: one pass, one table lookup per byte, no call for the usual
+/// `name[:port]`.
+#[inline]
+pub(crate) fn is_valid_host(value: &[u8]) -> bool {
+    if let [b'[', literal @ ..] = value {
+        return is_valid_ip_literal_host(literal);
+    }
+    let mut i = 0;
+    while i < value.len() {
+        let b = value[i];
+        if HOST_BYTE[usize::from(b)] {
+            i += 1;
+        } else if b == b':' {
+            return is_port(&value[i + 1..]);
+        } else if b == b'%'
+            && value.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && value.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+        {
+            i += 3;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// The rest of a Host that starts with `[`: `IP-literal "]" [ ":" port ]`.
+#[cold]
+fn is_valid_ip_literal_host(literal: &[u8]) -> bool {
+    let Some(close) = memchr(b']', literal) else {
+        return false;
+    };
+    let inside = &literal[..close];
+    !inside.is_empty()
+        && inside
+            .iter()
+            .all(|&b| HOST_BYTE[usize::from(b)] || b == b':' || b == b'%')
+        && match &literal[close + 1..] {
+            [] => true,
+            [b':', port @ ..] => is_port(port),
+            _ => false,
+        }
+}
+
+/// RFC 3986 §3.2.3: `port = *DIGIT`.
+#[inline]
+fn is_port(port: &[u8]) -> bool {
+    port.iter().all(u8::is_ascii_digit)
 }
 
 /// What the header fields say about framing and the connection, gathered in one pass.
@@ -356,6 +489,11 @@ impl FieldSummary {
             }
             4 if name.eq_ignore_ascii_case(b"host") => {
                 self.hosts = self.hosts.saturating_add(1);
+                // RFC 9112 §3.2: "... or a Host header field with an invalid field
+                // value" MUST get 400, whatever the target's form.
+                if !is_valid_host(value) {
+                    return Err(ParseError::InvalidHost);
+                }
             }
             12 if name.eq_ignore_ascii_case(b"content-type") => {
                 self.content_type_idx.get_or_insert(idx);

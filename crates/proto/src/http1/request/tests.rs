@@ -173,7 +173,6 @@ fn absolute_form_targets() {
         ("HTTP://example.com/p", "/p", ""),
         ("http://example.com", "", ""),
         ("http://example.com?q", "", "q"),
-        ("http://user@h:1/a?b", "/a", "b"),
     ] {
         let buf = format!("GET {target} HTTP/1.1\r\nHost: example.com\r\n\r\n");
         let buf = buf.as_bytes();
@@ -184,6 +183,125 @@ fn absolute_form_targets() {
             (path, query),
             "{target}"
         );
+    }
+}
+
+#[test]
+fn absolute_form_authority_replaces_host() {
+    // RFC 9112 §3.2.2: the server MUST ignore Host and use the target's authority.
+    for (target, authority) in [
+        ("http://example.com/env?x=1", "example.com"),
+        ("https://example.com:8443/", "example.com:8443"),
+        ("HTTP://Example.COM", "Example.COM"),
+        ("http://example.com?q", "example.com"),
+        ("http://[::1]:8080/a", "[::1]:8080"),
+        ("http://10.0.0.1:/a", "10.0.0.1:"),
+    ] {
+        let buf = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let buf = buf.as_bytes();
+        let (head, _) = parse(buf);
+        let got = head.authority.map(|a| text(buf, a));
+        assert_eq!(got, Some(authority), "{target}");
+    }
+    // Only absolute-form has one.
+    for buf in [
+        &b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"[..],
+        b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+    ] {
+        assert_eq!(parse(buf).0.authority, None);
+    }
+    // Without Host on HTTP/1.0, the authority is still there to use.
+    let buf = b"GET http://example.com/ HTTP/1.0\r\n\r\n";
+    assert_eq!(
+        parse(buf).0.authority.map(|a| text(buf, a)),
+        Some("example.com")
+    );
+}
+
+#[test]
+fn absolute_form_authority_must_be_a_valid_host() {
+    for target in [
+        // RFC 9110 §4.2.4: userinfo is treated as an error.
+        "http://user@h:1/a?b",
+        "http://user:pw@example.com/",
+        // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid.
+        "http:///a",
+        "https://:443/a",
+        "http://",
+        // Not uri-host [ ":" port ].
+        "http://a\"b/",
+        "http://a:b/",
+        "http://[::1/",
+        "http://[::1]x/",
+        "http://h#f/",
+        "http://h%zz/",
+    ] {
+        let buf = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        let e = err(buf.as_bytes());
+        assert_eq!(
+            (e, e.status()),
+            (ParseError::InvalidTarget, 400),
+            "{target}"
+        );
+    }
+}
+
+#[test]
+fn invalid_host_value_is_rejected() {
+    // RFC 9112 §3.2: "a Host header field with an invalid field value" MUST get 400.
+    for value in [
+        "a b",
+        "a/b",
+        "a@b",
+        "user@example.com",
+        "example.com:80x",
+        "example.com:80:80",
+        "[::1",
+        "[]",
+        "[::1]x",
+        "[::1]:a",
+        "a\\b",
+        "caf\u{e9}.example",
+        "a%zz",
+        "a%4",
+        "a?b",
+        "a#b",
+        "<a>",
+    ] {
+        for version in ["HTTP/1.0", "HTTP/1.1"] {
+            let req = format!("GET / {version}\r\nHost: {value}\r\n\r\n");
+            let e = err(req.as_bytes());
+            assert_eq!((e, e.status()), (ParseError::InvalidHost, 400), "{req:?}");
+        }
+    }
+    // Also with an absolute-form target, whose authority wins.
+    let e = err(b"GET http://example.com/ HTTP/1.1\r\nHost: a b\r\n\r\n");
+    assert_eq!(e, ParseError::InvalidHost);
+}
+
+#[test]
+fn valid_host_values_are_accepted() {
+    for value in [
+        "example.com",
+        "example.com:8080",
+        "localhost:",
+        "127.0.0.1",
+        "127.0.0.1:65535",
+        "[::1]",
+        "[::1]:8080",
+        "[fe80::1%25eth0]",
+        "[v1.fe80::a+en1]",
+        "xn--caf-dma.example",
+        "a_b-c~d.e",
+        "a%20b",
+        "!$&'()*+,;=",
+        "EXAMPLE.COM",
+    ] {
+        let buf = format!("GET / HTTP/1.1\r\nHost: {value}\r\n\r\n");
+        let buf = buf.as_bytes();
+        let (_, headers) = parse(buf);
+        assert_eq!(fields(buf, &headers), [("Host", value)]);
     }
 }
 
@@ -445,19 +563,50 @@ fn bare_lf_is_rejected_everywhere() {
 
 #[test]
 fn unknown_versions() {
+    // Not HTTP-version syntax, or a 1.x we do not speak: 400.
     for version in [
-        "HTTP/2.0", "HTTP/1.2", "HTTP/0.9", "http/1.1", "HTTP/1", "HTTP/2",
+        "HTTP/1.2", "HTTP/1.9", "http/1.1", "HTTP/1", "HTTP/2", "HTTP/2.x",
     ] {
         let req = format!("GET / {version}\r\nHost: x\r\n\r\n");
+        let e = err(req.as_bytes());
         assert_eq!(
-            err(req.as_bytes()),
-            ParseError::UnsupportedVersion,
+            (e, e.status()),
+            (ParseError::UnsupportedVersion, 400),
             "{version}"
         );
     }
     // httparse reads "HTTP/1.1" and then finds no CRLF.
     assert_eq!(err(b"GET / HTTP/1.10\r\nHost: x\r\n\r\n").status(), 400);
     assert_eq!(err(b"GET /\r\nHost: x\r\n\r\n").status(), 400);
+}
+
+#[test]
+fn other_major_versions_get_505() {
+    // RFC 9110 §15.6.6: 505 for a major version the server does not support.
+    for version in ["HTTP/2.0", "HTTP/3.0", "HTTP/0.9", "HTTP/9.9"] {
+        for req in [
+            format!("GET / {version}\r\nHost: x\r\n\r\n"),
+            format!("\r\nPOST http://h/a?b {version}\r\n\r\n"),
+            format!("PRI * {version}\r\n\r\nSM\r\n\r\n"),
+        ] {
+            let e = err(req.as_bytes());
+            assert_eq!(
+                (e, e.status()),
+                (ParseError::UnsupportedMajorVersion, 505),
+                "{req:?}"
+            );
+        }
+    }
+    // A request line that is malformed besides stays a 400.
+    for req in [
+        &b"GET / HTTP/2.0 \r\nHost: x\r\n\r\n"[..],
+        b"GET /a b HTTP/2.0\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/2.0\nHost: x\r\n\r\n",
+        b"GET / HTTP/20.0\r\nHost: x\r\n\r\n",
+        b"GET / HTTP/2.00\r\nHost: x\r\n\r\n",
+    ] {
+        assert_eq!(err(req).status(), 400, "{req:?}");
+    }
 }
 
 #[test]
@@ -684,8 +833,10 @@ fn every_error_has_a_status_and_reason() {
         InvalidRequestLine,
         InvalidTarget,
         UnsupportedVersion,
+        UnsupportedMajorVersion,
         MissingHost,
         DuplicateHost,
+        InvalidHost,
         InvalidHeaderName,
         InvalidHeaderValue,
         InvalidContentLength,
@@ -699,7 +850,7 @@ fn every_error_has_a_status_and_reason() {
         InvalidChunkTerminator,
         InvalidTrailer,
     ] {
-        assert!([400, 413, 414, 431].contains(&e.status()));
+        assert!([400, 413, 414, 431, 505].contains(&e.status()));
         assert_eq!(e.reason(), e.to_string());
     }
 }
