@@ -18,7 +18,7 @@ import requests
 
 from support import uwsgi
 from support.ctl import ctl, short_dir, status, wait_state
-from support.server import APPS, VENV_TEST, free_port
+from support.server import APPS, VENV_TEST, free_port, run_capataz
 
 
 def production_ini(d, port) -> str:
@@ -129,3 +129,72 @@ stdout_logfile = %(here)s/pong.log
         time.sleep(0.05)
     assert "side worker up" in (d / "pong.log").read_text()
     assert status(sock)["pong"]["pid"] > 0
+
+
+# --- QA migration pass: real uwsgi.ini files --------------------------------
+
+
+def config_error(r, *patterns):
+    import re
+
+    assert r.returncode == 64, f"exit {r.returncode}\nstderr: {r.stderr}"
+    for p in patterns:
+        assert re.search(p, r.stderr), f"{p!r} not in {r.stderr!r}"
+
+
+def test_plugins_python3_is_accepted_with_no_effect(server_factory, tmp_path):
+    """Debian/Ubuntu packaged inis say `plugins = python3`; Python is built in."""
+    port = free_port()
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text(
+        f"[uwsgi]\nplugins = python3\nplugin = python\nhttp = 127.0.0.1:{port}\n"
+        f"pythonpath = {APPS}\nmodule = plain_app:application\n"
+    )
+    srv = server_factory(["--ini", str(ini)], http=None, port=port)
+    assert requests.get(f"http://127.0.0.1:{port}/hello", timeout=5).text == "Hello, World!"
+    assert "option 'plugins' has no effect in capataz" in srv.log()
+
+
+def test_plugins_of_another_language_are_refused(tmp_path):
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text(f"[uwsgi]\nplugins = php\npythonpath = {APPS}\nmodule = plain_app\n")
+    r = run_capataz(["--ini", str(ini)])
+    config_error(r, r"uwsgi\.ini:2\b", r"'plugins'", r"Python WSGI apps only")
+
+
+def test_any_key_used_as_a_placeholder(server_factory, tmp_path):
+    """The DigitalOcean-tutorial style: custom keys as %(placeholders)."""
+    port = free_port()
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text(
+        f"[uwsgi]\nproject = plain_app\nbase = {APPS}\nchdir = %(base)\n"
+        f"pythonpath = %(base)\nmodule = %(project):application\nhttp = 127.0.0.1:{port}\n"
+    )
+    server_factory(["--ini", str(ini)], http=None, port=port)
+    assert requests.get(f"http://127.0.0.1:{port}/hello", timeout=5).text == "Hello, World!"
+
+
+def test_unused_unknown_key_is_still_a_typo(tmp_path):
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text(f"[uwsgi]\nproject = plain_app\nmodule = %(project)\npythonpath = {APPS}\nharakri = 30\n")
+    r = run_capataz(["--ini", str(ini)])
+    config_error(r, r"uwsgi\.ini:5\b", r"unknown option 'harakri'", r"did you mean 'harakiri'", r"%\(harakri\)")
+
+
+def test_log_format_from_ini_gunicorn_and_uwsgi_styles(server_factory, tmp_path):
+    """log-format keeps its own %(...) atoms: the README's gunicorn line and
+    uWSGI's variables both come out formatted."""
+    for fmt, expected in [
+        ('%(h)s "%(r)s" %(s)s', r'127\.0\.0\.1 "GET /hello\?x=1 HTTP/1\.1" 200\n'),
+        ("%(addr) %(method) %(uri) %(status) 100%%", r"127\.0\.0\.1 GET /hello\?x=1 200 100%\n"),
+    ]:
+        port = free_port()
+        ini = tmp_path / "uwsgi.ini"
+        ini.write_text(
+            f"[uwsgi]\nhttp = 127.0.0.1:{port}\npythonpath = {APPS}\n"
+            f"module = plain_app:application\nlog-format = {fmt}\n"
+        )
+        srv = server_factory(["--ini", str(ini)], http=None, port=port)
+        assert requests.get(f"http://127.0.0.1:{port}/hello?x=1", timeout=5).status_code == 200
+        srv.wait_log(r"(?m)^" + expected)
+        srv.stop()

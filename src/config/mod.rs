@@ -384,7 +384,7 @@ pub fn load(args: Vec<OsString>, env: Vec<(OsString, OsString)>) -> Result<Comma
     for (request, origin) in env.ini.iter().chain(&cli.ini) {
         loader.load(request, origin)?;
     }
-    let (ini_settings, config_files) = loader.finish();
+    let (ini_settings, config_files) = loader.finish()?;
 
     let settings: Vec<Setting> = ini_settings
         .into_iter()
@@ -421,7 +421,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
             value: setting.value.clone(),
             reason,
         })?;
-        if spec.kind == Kind::NoEffect {
+        if spec.kind.has_no_effect() {
             let notice = format!("option '{}' has no effect in capataz", spec.name);
             if !config.notices.contains(&notice) {
                 config.notices.push(notice);
@@ -445,7 +445,7 @@ fn print_config(config: &Config, settings: &[Setting]) -> String {
         let mut mine = settings.iter().filter(|s| std::ptr::eq(s.spec, spec));
         match spec.kind {
             Kind::NotYet => {}
-            Kind::NoEffect => {
+            Kind::NoEffect | Kind::NoEffectValue => {
                 if let Some(last) = mine.next_back() {
                     let _ = writeln!(
                         out,

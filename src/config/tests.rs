@@ -218,7 +218,8 @@ fn unknown_options_in_every_source() {
     assert_eq!(
         error(&["--ini", ini.to_str().unwrap()], &[]),
         format!(
-            "{}:2: unknown option 'procesess' (did you mean 'processes'?)",
+            "{}:2: unknown option 'procesess' (did you mean 'processes'?) (a key that is not \
+             an option is a placeholder only when a value uses it as %(procesess))",
             ini.display()
         )
     );
@@ -520,4 +521,71 @@ fn cheaper_must_be_lower_than_processes() {
         "option 'cheaper' (environment CAPATAZ_CHEAPER): cheaper must be lower than \
          processes (cheaper = 2, processes = 1 (default))"
     );
+}
+
+#[test]
+fn plugins_python_has_no_effect_and_others_are_refused() {
+    let dir = TempDir::new();
+    let ini = dir.write(
+        "deploy.ini",
+        "[uwsgi]\nplugins = python3\nplugin = python311,python\nplugins-dir = /usr/lib/uwsgi\n\
+         module = app\nhttp = :8000\n",
+    );
+    let config = serve(&["--ini", ini.to_str().unwrap()], &[]);
+    assert!(config
+        .notices
+        .contains(&"option 'plugins' has no effect in capataz".to_string()));
+    let config = serve(&with_app(&["--plugins", "python3"]), &[]);
+    assert_eq!(config.notices.len(), 1);
+
+    let ini = dir.write("php.ini", "[uwsgi]\nmodule = app\nplugins = php\n");
+    let e = error(&["--ini", ini.to_str().unwrap()], &[]);
+    assert!(
+        e.starts_with(&format!(
+            "{}:3: option 'plugins': invalid value 'php'",
+            ini.display()
+        )),
+        "{e}"
+    );
+    assert!(e.contains("capataz serves Python WSGI apps only"), "{e}");
+}
+
+#[test]
+fn uwsgi_options_from_real_inis_are_known() {
+    let dir = TempDir::new();
+    for option in [
+        "max-worker-lifetime",
+        "reload-on-exception",
+        "add-header",
+        "py-autoreload",
+        "socket-timeout",
+        "http-timeout",
+        "log-x-forwarded-for",
+        "manage-script-name",
+        "cheaper-algo",
+        "cheaper-initial",
+        "cheaper-step",
+        "attach-daemon",
+        "static-expires-uri",
+    ] {
+        let ini = dir.write(
+            "deploy.ini",
+            &format!("[uwsgi]\nmodule = app\n{option} = 1\n"),
+        );
+        assert_eq!(
+            error(&["--ini", ini.to_str().unwrap()], &[]),
+            format!(
+                "{}:3: option '{option}' is not supported yet",
+                ini.display()
+            )
+        );
+    }
+    let ini = dir.write(
+        "deploy.ini",
+        "[uwsgi]\nmodule = app\nhttp = :8000\nharakiri-verbose = true\nauto-procname = true\n\
+         procname-prefix-spaced = myapp\nreload-mercy = 7\n",
+    );
+    let config = serve(&["--ini", ini.to_str().unwrap()], &[]);
+    assert_eq!(config.worker_reload_mercy, 7);
+    assert_eq!(config.notices.len(), 3, "{:?}", config.notices);
 }
