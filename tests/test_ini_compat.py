@@ -17,7 +17,7 @@ import time
 import requests
 
 from support import uwsgi
-from support.ctl import ctl, short_dir, status, wait_state
+from support.ctl import ctl, short_dir, start_with, status, wait_state
 from support.server import APPS, VENV_TEST, free_port, run_capataz
 
 
@@ -198,3 +198,31 @@ def test_log_format_from_ini_gunicorn_and_uwsgi_styles(server_factory, tmp_path)
         assert requests.get(f"http://127.0.0.1:{port}/hello?x=1", timeout=5).status_code == 200
         srv.wait_log(r"(?m)^" + expected)
         srv.stop()
+
+
+def test_section_header_typo_is_an_error(tmp_path):
+    """[uswgi] used to be skipped silently, and its harakiri with it."""
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text(f"[uwsgi]\npythonpath = {APPS}\nmodule = plain_app\n\n[uswgi]\nharakiri = 30\n")
+    r = run_capataz(["--ini", str(ini)])
+    config_error(r, r"uwsgi\.ini:5\b", r"\[uswgi\]", r"did you mean \[uwsgi\]")
+
+
+def test_chdir_to_a_missing_directory_is_a_config_error(tmp_path):
+    """It used to have the master retry spawning forever ("cannot spawn worker 1")."""
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text(
+        f"[uwsgi]\nhttp = 127.0.0.1:{free_port()}\npythonpath = {APPS}\nmodule = plain_app\n"
+        f"chdir = {tmp_path}/nope\n"
+    )
+    r = run_capataz(["--ini", str(ini)], timeout=10)
+    config_error(r, r"uwsgi\.ini:5\b", r"option 'chdir'", r"No such file or directory")
+
+
+def test_reread_refuses_a_missing_chdir(server_factory):
+    srv, sock = start_with(server_factory, "")
+    srv.ini.write_text(srv.ini.read_text() + f"chdir = {srv.dir}/nope\n")
+    r = ctl(sock, "reread")
+    assert r.returncode != 0, r
+    assert "option 'chdir'" in r.stdout + r.stderr and "No such file or directory" in r.stdout + r.stderr, r
+    assert requests.get(f"http://127.0.0.1:{srv.port}/hello", timeout=5).text == "Hello, World!"

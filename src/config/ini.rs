@@ -54,6 +54,8 @@ pub struct IniEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IniSection {
     pub name: String,
+    /// 1-based line of the header.
+    pub line: usize,
     pub entries: Vec<IniEntry>,
 }
 
@@ -74,6 +76,7 @@ pub fn parse_sections(text: &str) -> Result<Vec<IniSection>, (usize, String)> {
             };
             sections.push(IniSection {
                 name: name.trim().to_string(),
+                line: number,
                 entries: Vec::new(),
             });
             continue;
@@ -227,6 +230,9 @@ impl<'a> Loader<'a> {
             message,
         })?;
 
+        if section.is_none() {
+            check_section_names(&sections, &path)?;
+        }
         let wanted: Vec<&str> = match &section {
             Some(name) => vec![name.as_str()],
             None => DEFAULT_SECTIONS.to_vec(),
@@ -474,6 +480,36 @@ impl<'a> Loader<'a> {
             )),
         }
     }
+}
+
+/// A header one or two edits from `[uwsgi]` or `[capataz]` is a typo whose
+/// options (harakiri!) would silently be off: an error. Other sections
+/// (`[app:main]`, `[program:x]`) belong to someone else and are skipped.
+fn check_section_names(sections: &[IniSection], path: &Path) -> Result<(), ConfigError> {
+    for section in sections {
+        if DEFAULT_SECTIONS.contains(&section.name.as_str()) || section.name.contains(':') {
+            continue;
+        }
+        let lower = section.name.to_ascii_lowercase();
+        let Some(meant) = DEFAULT_SECTIONS
+            .iter()
+            .find(|known| super::values::edit_distance(&lower, known) <= 2)
+        else {
+            continue;
+        };
+        return Err(ConfigError::Syntax {
+            at: Location::File {
+                path: path.to_path_buf(),
+                line: Some(section.line),
+            },
+            message: format!(
+                "section [{}] looks like a typo of [{meant}] (did you mean [{meant}]?); \
+                 its options would be ignored",
+                section.name
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// `%k`: the CPUs this process may run on (affinity and cgroup quota

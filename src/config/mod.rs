@@ -330,6 +330,27 @@ impl Config {
                 "no listener: set `http`, `http-socket` or `socket`",
             ));
         }
+        if let Some(dir) = &self.chdir {
+            // Checked here, not when spawning: a missing directory would
+            // otherwise have the master retry workers forever (and a
+            // reread/HUP with it is refused with this message).
+            let reason = match std::fs::metadata(dir) {
+                Ok(meta) if meta.is_dir() => None,
+                Ok(_) => Some("not a directory".to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(reason) = reason {
+                return Err(ConfigError::InvalidValue {
+                    at: self
+                        .origins
+                        .get("chdir")
+                        .map_or(Location::Defaults, Origin::location),
+                    option: "chdir".into(),
+                    value: dir.display().to_string(),
+                    reason,
+                });
+            }
+        }
         if self.processes < 1 {
             return Err(invalid("option 'processes': must be at least 1"));
         }

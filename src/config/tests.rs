@@ -589,3 +589,30 @@ fn uwsgi_options_from_real_inis_are_known() {
     assert_eq!(config.worker_reload_mercy, 7);
     assert_eq!(config.notices.len(), 3, "{:?}", config.notices);
 }
+
+#[test]
+fn chdir_must_be_an_existing_directory() {
+    let dir = TempDir::new();
+    let missing = dir.path().join("missing");
+    let ini = dir.write(
+        "deploy.ini",
+        &format!(
+            "[uwsgi]\nmodule = app\nhttp = :8000\nchdir = {}\n",
+            missing.display()
+        ),
+    );
+    let e = error(&["--ini", ini.to_str().unwrap()], &[]);
+    assert!(
+        e.starts_with(&format!(
+            "{}:4: option 'chdir': invalid value '{}': No such file or directory",
+            ini.display(),
+            missing.display()
+        )),
+        "{e}"
+    );
+    let e = error(&with_app(&["--chdir", ini.to_str().unwrap()]), &[]);
+    assert!(e.starts_with("command line: option 'chdir'"), "{e}");
+    assert!(e.ends_with("not a directory"), "{e}");
+    let config = serve(&with_app(&["--chdir", dir.path().to_str().unwrap()]), &[]);
+    assert_eq!(config.chdir.as_deref(), Some(dir.path()));
+}

@@ -357,6 +357,7 @@ fn parse_sections_keeps_other_sections() {
         sections,
         [IniSection {
             name: "program:celery".into(),
+            line: 1,
             entries: vec![
                 IniEntry {
                     line: 2,
@@ -471,4 +472,39 @@ fn percent_k_is_the_cpu_count() {
         load(&path).unwrap(),
         pairs(&[("processes", &cpus.to_string())])
     );
+}
+
+#[test]
+fn section_header_typos_are_errors() {
+    let dir = TempDir::new();
+    for (header, meant) in [
+        ("uswgi", "uwsgi"),
+        ("uwsg", "uwsgi"),
+        ("UWSGI", "uwsgi"),
+        ("capatz", "capataz"),
+    ] {
+        let path = dir.write(
+            "app.ini",
+            &format!("[uwsgi]\nmodule = app\n\n[{header}]\nharakiri = 30\n"),
+        );
+        assert_eq!(
+            load(&path).unwrap_err(),
+            format!(
+                "{}:4: section [{header}] looks like a typo of [{meant}] (did you mean \
+                 [{meant}]?); its options would be ignored",
+                path.display()
+            )
+        );
+    }
+    // Only a typo: with no [uwsgi] at all, the typo is what is reported.
+    let path = dir.write("only.ini", "[uswgi]\nmodule = app\n");
+    assert!(load(&path)
+        .unwrap_err()
+        .contains(":1: section [uswgi] looks like a typo"));
+    // Other sections stay someone else's.
+    let path = dir.write(
+        "paste.ini",
+        "[uwsgi]\nmodule = app\n[app:main]\nuse = egg:x\n[program:w]\ncommand = w\n[pipeline]\nx = y\n",
+    );
+    assert_eq!(load(&path).unwrap(), pairs(&[("module", "app")]));
 }
