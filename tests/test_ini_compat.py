@@ -226,3 +226,30 @@ def test_reread_refuses_a_missing_chdir(server_factory):
     assert r.returncode != 0, r
     assert "option 'chdir'" in r.stdout + r.stderr and "No such file or directory" in r.stdout + r.stderr, r
     assert requests.get(f"http://127.0.0.1:{srv.port}/hello", timeout=5).text == "Hello, World!"
+
+
+def test_chown_socket_sets_the_unix_socket_owner(server_factory):
+    """chown-socket = user[:group] is applied to unix listener sockets after bind."""
+    d = short_dir()
+    port = free_port()
+    # As root, hand it to nobody; otherwise only our own ids are allowed.
+    uid, gid = (65534, 65534) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
+    ini = d / "uwsgi.ini"
+    ini.write_text(
+        f"[uwsgi]\nhttp = 127.0.0.1:{port}\nsocket = {d}/app.sock\nchmod-socket = 660\n"
+        f"chown-socket = {uid}:{gid}\npythonpath = {APPS}\nmodule = plain_app\n"
+    )
+    server_factory(["--ini", str(ini)], http=None, port=port, workdir=d)
+    st = os.stat(d / "app.sock")
+    assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o777)) == (uid, gid, "0o660")
+
+
+def test_chown_socket_to_an_unknown_user_fails_naming_it(tmp_path):
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text(
+        f"[uwsgi]\nsocket = {tmp_path}/app.sock\nchown-socket = capataz-no-such-user\n"
+        f"pythonpath = {APPS}\nmodule = plain_app\n"
+    )
+    r = run_capataz(["--ini", str(ini)], timeout=10)
+    assert r.returncode != 0
+    assert "chown-socket capataz-no-such-user: unknown user 'capataz-no-such-user'" in r.stderr, r.stderr

@@ -147,6 +147,9 @@ pub struct Config {
     pub no_root_workers: bool,
     /// `chmod-socket`: the mode for unix sockets (0o666 for a bare key).
     pub chmod_socket: Option<u32>,
+    /// `chown-socket`: "user" or "user:group" (names or numbers) to give
+    /// the unix listener sockets, right after binding.
+    pub chown_socket: Option<String>,
     /// `harakiri`: per-request deadline in seconds; 0 = off.
     pub harakiri: u64,
     /// `max-requests`: recycle a worker after this many requests; 0 = off.
@@ -256,6 +259,7 @@ impl Default for Config {
             gid: None,
             no_root_workers: false,
             chmod_socket: None,
+            chown_socket: None,
             harakiri: 0,
             max_requests: 0,
             max_requests_delta: 0,

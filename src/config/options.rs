@@ -373,6 +373,24 @@ pub static OPTIONS: &[OptionSpec] = &[
             Ok(())
         },
     },
+    OptionSpec {
+        name: "chown-socket",
+        aliases: &[],
+        kind: Kind::Str,
+        group: Group::Listening,
+        default: None,
+        help: "Owner of unix sockets, as USER or USER:GROUP (names or numbers), set after binding.",
+        repeats: false,
+        apply: |c, v| {
+            let (user, group) = v.split_once(':').unwrap_or((v, ""));
+            parse_user_or_group(user)?;
+            if v.contains(':') {
+                parse_user_or_group(group)?;
+            }
+            c.chown_socket = Some(v.to_string());
+            Ok(())
+        },
+    },
     // --- Application ---
     OptionSpec {
         name: "module",
@@ -1151,7 +1169,6 @@ pub static OPTIONS: &[OptionSpec] = &[
     not_yet("max-worker-lifetime"),
     not_yet("max-worker-lifetime-delta"),
     not_yet("reload-on-exception"),
-    not_yet("chown-socket"),
     not_yet("add-header"),
     not_yet("py-autoreload"),
     not_yet("socket-timeout"),

@@ -616,3 +616,18 @@ fn chdir_must_be_an_existing_directory() {
     let config = serve(&with_app(&["--chdir", dir.path().to_str().unwrap()]), &[]);
     assert_eq!(config.chdir.as_deref(), Some(dir.path()));
 }
+
+#[test]
+fn chown_socket_takes_user_or_user_and_group() {
+    let config = serve(&with_app(&["--chown-socket", "www-data:www-data"]), &[]);
+    assert_eq!(config.chown_socket.as_deref(), Some("www-data:www-data"));
+    let config = serve(&with_app(&["--chown-socket", "1000"]), &[]);
+    assert_eq!(config.chown_socket.as_deref(), Some("1000"));
+    for bad in ["", ":grp", "user:", "a b"] {
+        let e = error(&with_app(&["--chown-socket", bad]), &[]);
+        assert!(
+            e.starts_with("command line: option '--chown-socket'"),
+            "{bad}: {e}"
+        );
+    }
+}
