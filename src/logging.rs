@@ -427,6 +427,22 @@ pub fn compile_format(f: &str) -> Vec<Part> {
 const ATOM_URI: u8 = 0x01;
 /// Atom for the bare worker pid (gunicorn's `p` is `<pid>`).
 const ATOM_PID: u8 = 0x02;
+/// uWSGI's `%(size)`: response headers plus body bytes.
+const ATOM_SIZE: u8 = 0x03;
+/// uWSGI's `%(hsize)`: response headers bytes.
+const ATOM_HSIZE: u8 = 0x04;
+/// uWSGI's `%(ltime)`: the Apache-style time, without gunicorn's brackets.
+const ATOM_LTIME: u8 = 0x05;
+/// uWSGI's `%(core)`: the thread that ran the request.
+const ATOM_CORE: u8 = 0x06;
+/// uWSGI's `%(vars)`: how many CGI variables the request had.
+const ATOM_VARS: u8 = 0x07;
+/// uWSGI's `%(headers)`: how many response headers were sent.
+const ATOM_HEADERS: u8 = 0x08;
+/// uWSGI's `%(ctime)`: the ctime stamp of the request.
+const ATOM_CTIME: u8 = 0x09;
+/// uWSGI's `%(epoch)`: the current Unix time.
+const ATOM_EPOCH: u8 = 0x0a;
 
 /// The uWSGI `log-format` variables capataz knows, as the gunicorn atom
 /// (or header) that prints the same thing.
@@ -438,6 +454,15 @@ fn uwsgi_variable(name: &[u8]) -> Option<Part> {
         b"proto" => b'H',
         b"status" => b's',
         b"rsize" => b'b',
+        b"size" => ATOM_SIZE,
+        b"hsize" => ATOM_HSIZE,
+        b"ltime" => ATOM_LTIME,
+        b"user" => b'u',
+        b"core" => ATOM_CORE,
+        b"vars" => ATOM_VARS,
+        b"headers" => ATOM_HEADERS,
+        b"ctime" => ATOM_CTIME,
+        b"epoch" => ATOM_EPOCH,
         b"msecs" => b'M',
         b"micros" => b'D',
         b"secs" => b'L',
@@ -713,6 +738,22 @@ impl AccessLog {
                     b'H' => b.extend_from_slice(l.protocol),
                     ATOM_URI => push_escaped(b, l.uri),
                     ATOM_PID => b.extend_from_slice(num.format(l.pid).as_bytes()),
+                    ATOM_SIZE => b.extend_from_slice(
+                        num.format(l.body_bytes + l.headers_bytes as u64).as_bytes(),
+                    ),
+                    ATOM_HSIZE => b.extend_from_slice(num.format(l.headers_bytes).as_bytes()),
+                    ATOM_LTIME => b.extend_from_slice(
+                        self.clf_time
+                            .trim_ascii()
+                            .strip_prefix(b"[")
+                            .and_then(|t| t.strip_suffix(b"]"))
+                            .unwrap_or(&self.clf_time),
+                    ),
+                    ATOM_CORE => b.extend_from_slice(num.format(l.core).as_bytes()),
+                    ATOM_VARS => b.extend_from_slice(num.format(l.vars).as_bytes()),
+                    ATOM_HEADERS => b.extend_from_slice(num.format(l.headers).as_bytes()),
+                    ATOM_CTIME => b.extend_from_slice(l.ctime),
+                    ATOM_EPOCH => b.extend_from_slice(num.format(self.stamp_second).as_bytes()),
                     b'p' => {
                         b.push(b'<');
                         b.extend_from_slice(num.format(l.pid).as_bytes());
@@ -999,7 +1040,8 @@ mod tests {
             all: true,
             format: LineFormat::Atoms(compile_format(
                 "%(addr) [%(pid)] %(method) %(uri) %(proto) %(status) %(rsize) %(msecs)ms %(micros) \
-                 \"%(uagent)\" %(referer) %(host) %(nope) %(status)s",
+                 \"%(uagent)\" %(referer) %(host) %(nope) %(status)s %(size) %(hsize) %(user) %(core) \
+                 %(headers)",
             )),
             ..LogSettings::default()
         };
@@ -1011,7 +1053,7 @@ mod tests {
         assert_eq!(
             logged(settings, line(&h, 201, 2_500_123)),
             "10.0.0.1 [42] POST /p/a?x=1&y HTTP/1.0 201 1234 2500ms 2500123 \"ua\" http://r/ \
-             example.org %(nope) 201s\n"
+             example.org %(nope) 201s 1313 79 - 3 2\n"
         );
     }
 

@@ -187,6 +187,10 @@ def test_log_format_from_ini_gunicorn_and_uwsgi_styles(server_factory, tmp_path)
     for fmt, expected in [
         ('%(h)s "%(r)s" %(s)s', r'127\.0\.0\.1 "GET /hello\?x=1 HTTP/1\.1" 200\n'),
         ("%(addr) %(method) %(uri) %(status) 100%%", r"127\.0\.0\.1 GET /hello\?x=1 200 100%\n"),
+        (
+            '%(addr) - %(user) [%(ltime)] "%(method) %(uri) %(proto)" %(status) %(size) %(nope)',
+            r'127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET /hello\?x=1 HTTP/1\.1" 200 \d+ %\(nope\)\n',
+        ),
     ]:
         port = free_port()
         ini = tmp_path / "uwsgi.ini"
