@@ -360,8 +360,10 @@ impl LogSettings {
     }
 }
 
-/// Compiles a gunicorn `access_log_format` into parts: `%(x)s` atoms,
-/// `%({name}i)s` / `%({name}o)s` headers, `%%` and literal text.
+/// Compiles a log format into parts: gunicorn `access_log_format` atoms
+/// (`%(x)s`, `%({name}i)s`, `%({name}o)s`), uWSGI `log-format` variables
+/// (`%(addr)`, `%(method)`, ...; see [`uwsgi_variable`]), `%%` and literal
+/// text. An unknown uWSGI variable stays as written, as in uWSGI.
 pub fn compile_format(f: &str) -> Vec<Part> {
     let mut parts = Vec::new();
     let mut text = Vec::new();
@@ -374,27 +376,41 @@ pub fn compile_format(f: &str) -> Vec<Part> {
             continue;
         }
         if b[i] == b'%' && b.get(i + 1) == Some(&b'(') {
-            if let Some(close) = f[i + 2..].find(")s") {
+            if let Some(close) = f[i + 2..].find(')') {
                 let name = &b[i + 2..i + 2 + close];
-                let part = if name.len() > 3 && name[0] == b'{' && name[name.len() - 2] == b'}' {
-                    let header = name[1..name.len() - 2].to_ascii_lowercase();
-                    match name[name.len() - 1] {
-                        b'i' => Some(Part::RequestHeader(header)),
-                        b'o' => Some(Part::ResponseHeader(header)),
-                        _ => None,
-                    }
-                } else if name.len() == 1 {
-                    Some(Part::Atom(name[0]))
+                let gunicorn = b.get(i + 2 + close + 1) == Some(&b's');
+                let part = if let (false, Some(part)) =
+                    (gunicorn && name.len() == 1, uwsgi_variable(name))
+                {
+                    // uWSGI's %(name) has no trailing 's'; a following one is text.
+                    Some((part, i + 2 + close + 1))
+                } else if gunicorn {
+                    let part = if name.len() > 3 && name[0] == b'{' && name[name.len() - 2] == b'}'
+                    {
+                        let header = name[1..name.len() - 2].to_ascii_lowercase();
+                        match name[name.len() - 1] {
+                            b'i' => Some(Part::RequestHeader(header)),
+                            b'o' => Some(Part::ResponseHeader(header)),
+                            _ => None,
+                        }
+                    } else if name.len() == 1 {
+                        Some(Part::Atom(name[0]))
+                    } else {
+                        None
+                    };
+                    // Unknown atoms print "-", as gunicorn's do.
+                    Some((part.unwrap_or(Part::Text(b"-".to_vec())), i + 2 + close + 2))
                 } else {
                     None
                 };
-                if !text.is_empty() {
-                    parts.push(Part::Text(std::mem::take(&mut text)));
+                if let Some((part, next)) = part {
+                    if !text.is_empty() {
+                        parts.push(Part::Text(std::mem::take(&mut text)));
+                    }
+                    parts.push(part);
+                    i = next;
+                    continue;
                 }
-                // Unknown atoms print "-", as gunicorn's do.
-                parts.push(part.unwrap_or(Part::Text(b"-".to_vec())));
-                i += 2 + close + 2;
-                continue;
             }
         }
         text.push(b[i]);
@@ -404,6 +420,58 @@ pub fn compile_format(f: &str) -> Vec<Part> {
         parts.push(Part::Text(text));
     }
     parts
+}
+
+/// Atom for the full request URI (path and query), which gunicorn's atoms
+/// lack; not a gunicorn letter, so `%(x)s` cannot reach it.
+const ATOM_URI: u8 = 0x01;
+/// Atom for the bare worker pid (gunicorn's `p` is `<pid>`).
+const ATOM_PID: u8 = 0x02;
+/// uWSGI's `%(size)`: response headers plus body bytes.
+const ATOM_SIZE: u8 = 0x03;
+/// uWSGI's `%(hsize)`: response headers bytes.
+const ATOM_HSIZE: u8 = 0x04;
+/// uWSGI's `%(ltime)`: the Apache-style time, without gunicorn's brackets.
+const ATOM_LTIME: u8 = 0x05;
+/// uWSGI's `%(core)`: the thread that ran the request.
+const ATOM_CORE: u8 = 0x06;
+/// uWSGI's `%(vars)`: how many CGI variables the request had.
+const ATOM_VARS: u8 = 0x07;
+/// uWSGI's `%(headers)`: how many response headers were sent.
+const ATOM_HEADERS: u8 = 0x08;
+/// uWSGI's `%(ctime)`: the ctime stamp of the request.
+const ATOM_CTIME: u8 = 0x09;
+/// uWSGI's `%(epoch)`: the current Unix time.
+const ATOM_EPOCH: u8 = 0x0a;
+
+/// The uWSGI `log-format` variables capataz knows, as the gunicorn atom
+/// (or header) that prints the same thing.
+fn uwsgi_variable(name: &[u8]) -> Option<Part> {
+    Some(Part::Atom(match name {
+        b"addr" => b'h',
+        b"method" => b'm',
+        b"uri" => ATOM_URI,
+        b"proto" => b'H',
+        b"status" => b's',
+        b"rsize" => b'b',
+        b"size" => ATOM_SIZE,
+        b"hsize" => ATOM_HSIZE,
+        b"ltime" => ATOM_LTIME,
+        b"user" => b'u',
+        b"core" => ATOM_CORE,
+        b"vars" => ATOM_VARS,
+        b"headers" => ATOM_HEADERS,
+        b"ctime" => ATOM_CTIME,
+        b"epoch" => ATOM_EPOCH,
+        b"msecs" => b'M',
+        b"micros" => b'D',
+        b"secs" => b'L',
+        b"pid" => ATOM_PID,
+        b"uagent" => b'a',
+        b"referer" => b'f',
+        b"host" => return Some(Part::RequestHeader(b"host".to_vec())),
+        _ => return None,
+    }))
 }
 
 /// Buffered access log of one thread; written to stderr.
@@ -644,7 +712,7 @@ impl AccessLog {
                 Part::Text(t) => b.extend_from_slice(t),
                 Part::RequestHeader(name) => or_dash(b, l.header.get(name)),
                 Part::ResponseHeader(name) => or_dash(b, response_header(l.response_head, name)),
-                Part::Atom(a) => match a {
+                Part::Atom(a) => match *a {
                     b'h' => b.extend_from_slice(l.remote_addr.as_bytes()),
                     b't' => b.extend_from_slice(&self.clf_time),
                     b'r' => {
@@ -668,6 +736,24 @@ impl AccessLog {
                     b'U' => push_escaped(b, path),
                     b'q' => push_escaped(b, query),
                     b'H' => b.extend_from_slice(l.protocol),
+                    ATOM_URI => push_escaped(b, l.uri),
+                    ATOM_PID => b.extend_from_slice(num.format(l.pid).as_bytes()),
+                    ATOM_SIZE => b.extend_from_slice(
+                        num.format(l.body_bytes + l.headers_bytes as u64).as_bytes(),
+                    ),
+                    ATOM_HSIZE => b.extend_from_slice(num.format(l.headers_bytes).as_bytes()),
+                    ATOM_LTIME => b.extend_from_slice(
+                        self.clf_time
+                            .trim_ascii()
+                            .strip_prefix(b"[")
+                            .and_then(|t| t.strip_suffix(b"]"))
+                            .unwrap_or(&self.clf_time),
+                    ),
+                    ATOM_CORE => b.extend_from_slice(num.format(l.core).as_bytes()),
+                    ATOM_VARS => b.extend_from_slice(num.format(l.vars).as_bytes()),
+                    ATOM_HEADERS => b.extend_from_slice(num.format(l.headers).as_bytes()),
+                    ATOM_CTIME => b.extend_from_slice(l.ctime),
+                    ATOM_EPOCH => b.extend_from_slice(num.format(self.stamp_second).as_bytes()),
                     b'p' => {
                         b.push(b'<');
                         b.extend_from_slice(num.format(l.pid).as_bytes());
@@ -945,6 +1031,29 @@ mod tests {
             logged(settings, line(&h, 201, 2_500_123)),
             "10.0.0.1 - - \"POST /p/a?x=1&y HTTP/1.0\" 201 1234 \"http://r/\" \"ua\" 2500123 2 2.500123 2500 \
              POST /p/a x=1&y HTTP/1.0 <42> v\\x0a text/html /x -\n"
+        );
+    }
+
+    #[test]
+    fn uwsgi_log_variables_render() {
+        let settings = LogSettings {
+            all: true,
+            format: LineFormat::Atoms(compile_format(
+                "%(addr) [%(pid)] %(method) %(uri) %(proto) %(status) %(rsize) %(msecs)ms %(micros) \
+                 \"%(uagent)\" %(referer) %(host) %(nope) %(status)s %(size) %(hsize) %(user) %(core) \
+                 %(headers)",
+            )),
+            ..LogSettings::default()
+        };
+        let h = Headers(&[
+            (b"referer", b"http://r/"),
+            (b"user-agent", b"ua"),
+            (b"host", b"example.org"),
+        ]);
+        assert_eq!(
+            logged(settings, line(&h, 201, 2_500_123)),
+            "10.0.0.1 [42] POST /p/a?x=1&y HTTP/1.0 201 1234 2500ms 2500123 \"ua\" http://r/ \
+             example.org %(nope) 201s 1313 79 - 3 2\n"
         );
     }
 

@@ -17,8 +17,8 @@ import time
 import requests
 
 from support import uwsgi
-from support.ctl import ctl, short_dir, status, wait_state
-from support.server import APPS, VENV_TEST, free_port
+from support.ctl import ctl, short_dir, start_with, status, wait_state
+from support.server import APPS, VENV_TEST, free_port, run_capataz
 
 
 def production_ini(d, port) -> str:
@@ -129,3 +129,131 @@ stdout_logfile = %(here)s/pong.log
         time.sleep(0.05)
     assert "side worker up" in (d / "pong.log").read_text()
     assert status(sock)["pong"]["pid"] > 0
+
+
+# --- QA migration pass: real uwsgi.ini files --------------------------------
+
+
+def config_error(r, *patterns):
+    import re
+
+    assert r.returncode == 64, f"exit {r.returncode}\nstderr: {r.stderr}"
+    for p in patterns:
+        assert re.search(p, r.stderr), f"{p!r} not in {r.stderr!r}"
+
+
+def test_plugins_python3_is_accepted_with_no_effect(server_factory, tmp_path):
+    """Debian/Ubuntu packaged inis say `plugins = python3`; Python is built in."""
+    port = free_port()
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text(
+        f"[uwsgi]\nplugins = python3\nplugin = python\nhttp = 127.0.0.1:{port}\n"
+        f"pythonpath = {APPS}\nmodule = plain_app:application\n"
+    )
+    srv = server_factory(["--ini", str(ini)], http=None, port=port)
+    assert requests.get(f"http://127.0.0.1:{port}/hello", timeout=5).text == "Hello, World!"
+    assert "option 'plugins' has no effect in capataz" in srv.log()
+
+
+def test_plugins_of_another_language_are_refused(tmp_path):
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text(f"[uwsgi]\nplugins = php\npythonpath = {APPS}\nmodule = plain_app\n")
+    r = run_capataz(["--ini", str(ini)])
+    config_error(r, r"uwsgi\.ini:2\b", r"'plugins'", r"Python WSGI apps only")
+
+
+def test_any_key_used_as_a_placeholder(server_factory, tmp_path):
+    """The DigitalOcean-tutorial style: custom keys as %(placeholders)."""
+    port = free_port()
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text(
+        f"[uwsgi]\nproject = plain_app\nbase = {APPS}\nchdir = %(base)\n"
+        f"pythonpath = %(base)\nmodule = %(project):application\nhttp = 127.0.0.1:{port}\n"
+    )
+    server_factory(["--ini", str(ini)], http=None, port=port)
+    assert requests.get(f"http://127.0.0.1:{port}/hello", timeout=5).text == "Hello, World!"
+
+
+def test_unused_unknown_key_is_still_a_typo(tmp_path):
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text(f"[uwsgi]\nproject = plain_app\nmodule = %(project)\npythonpath = {APPS}\nharakri = 30\n")
+    r = run_capataz(["--ini", str(ini)])
+    config_error(r, r"uwsgi\.ini:5\b", r"unknown option 'harakri'", r"did you mean 'harakiri'", r"%\(harakri\)")
+
+
+def test_log_format_from_ini_gunicorn_and_uwsgi_styles(server_factory, tmp_path):
+    """log-format keeps its own %(...) atoms: the README's gunicorn line and
+    uWSGI's variables both come out formatted."""
+    for fmt, expected in [
+        ('%(h)s "%(r)s" %(s)s', r'127\.0\.0\.1 "GET /hello\?x=1 HTTP/1\.1" 200\n'),
+        ("%(addr) %(method) %(uri) %(status) 100%%", r"127\.0\.0\.1 GET /hello\?x=1 200 100%\n"),
+        (
+            '%(addr) - %(user) [%(ltime)] "%(method) %(uri) %(proto)" %(status) %(size) %(nope)',
+            r'127\.0\.0\.1 - - \[\d{2}/\w{3}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\] "GET /hello\?x=1 HTTP/1\.1" 200 \d+ %\(nope\)\n',
+        ),
+    ]:
+        port = free_port()
+        ini = tmp_path / "uwsgi.ini"
+        ini.write_text(
+            f"[uwsgi]\nhttp = 127.0.0.1:{port}\npythonpath = {APPS}\n"
+            f"module = plain_app:application\nlog-format = {fmt}\n"
+        )
+        srv = server_factory(["--ini", str(ini)], http=None, port=port)
+        assert requests.get(f"http://127.0.0.1:{port}/hello?x=1", timeout=5).status_code == 200
+        srv.wait_log(r"(?m)^" + expected)
+        srv.stop()
+
+
+def test_section_header_typo_is_an_error(tmp_path):
+    """[uswgi] used to be skipped silently, and its harakiri with it."""
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text(f"[uwsgi]\npythonpath = {APPS}\nmodule = plain_app\n\n[uswgi]\nharakiri = 30\n")
+    r = run_capataz(["--ini", str(ini)])
+    config_error(r, r"uwsgi\.ini:5\b", r"\[uswgi\]", r"did you mean \[uwsgi\]")
+
+
+def test_chdir_to_a_missing_directory_is_a_config_error(tmp_path):
+    """It used to have the master retry spawning forever ("cannot spawn worker 1")."""
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text(
+        f"[uwsgi]\nhttp = 127.0.0.1:{free_port()}\npythonpath = {APPS}\nmodule = plain_app\n"
+        f"chdir = {tmp_path}/nope\n"
+    )
+    r = run_capataz(["--ini", str(ini)], timeout=10)
+    config_error(r, r"uwsgi\.ini:5\b", r"option 'chdir'", r"No such file or directory")
+
+
+def test_reread_refuses_a_missing_chdir(server_factory):
+    srv, sock = start_with(server_factory, "")
+    srv.ini.write_text(srv.ini.read_text() + f"chdir = {srv.dir}/nope\n")
+    r = ctl(sock, "reread")
+    assert r.returncode != 0, r
+    assert "option 'chdir'" in r.stdout + r.stderr and "No such file or directory" in r.stdout + r.stderr, r
+    assert requests.get(f"http://127.0.0.1:{srv.port}/hello", timeout=5).text == "Hello, World!"
+
+
+def test_chown_socket_sets_the_unix_socket_owner(server_factory):
+    """chown-socket = user[:group] is applied to unix listener sockets after bind."""
+    d = short_dir()
+    port = free_port()
+    # As root, hand it to nobody; otherwise only our own ids are allowed.
+    uid, gid = (65534, 65534) if os.geteuid() == 0 else (os.geteuid(), os.getegid())
+    ini = d / "uwsgi.ini"
+    ini.write_text(
+        f"[uwsgi]\nhttp = 127.0.0.1:{port}\nsocket = {d}/app.sock\nchmod-socket = 660\n"
+        f"chown-socket = {uid}:{gid}\npythonpath = {APPS}\nmodule = plain_app\n"
+    )
+    server_factory(["--ini", str(ini)], http=None, port=port, workdir=d)
+    st = os.stat(d / "app.sock")
+    assert (st.st_uid, st.st_gid, oct(st.st_mode & 0o777)) == (uid, gid, "0o660")
+
+
+def test_chown_socket_to_an_unknown_user_fails_naming_it(tmp_path):
+    ini = tmp_path / "uwsgi.ini"
+    ini.write_text(
+        f"[uwsgi]\nsocket = {tmp_path}/app.sock\nchown-socket = capataz-no-such-user\n"
+        f"pythonpath = {APPS}\nmodule = plain_app\n"
+    )
+    r = run_capataz(["--ini", str(ini)], timeout=10)
+    assert r.returncode != 0
+    assert "chown-socket capataz-no-such-user: unknown user 'capataz-no-such-user'" in r.stderr, r.stderr

@@ -454,3 +454,13 @@ def test_update_removes_or_rebinds_a_shared_unix_socket_file(server_factory):
     with socket.socket(socket.AF_UNIX) as c:
         c.connect(str(kept))
 
+
+
+def test_a_missing_command_is_named(server_factory):
+    """It used to log only "cannot start: No such file or directory"."""
+    srv, sock = start_with(
+        server_factory, "[program:missing]\ncommand = capataz-no-such-command --x\nstartretries = 0\n"
+    )
+    row = wait_state(sock, "missing", "FATAL", timeout=20)
+    assert "command 'capataz-no-such-command'" in row["description"], row
+    srv.wait_log(r"program missing: cannot start: command 'capataz-no-such-command': No such file")

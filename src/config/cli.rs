@@ -167,7 +167,11 @@ pub(super) fn help() -> String {
         }
         let _ = writeln!(out, "\n{}:", group.title());
         if matches!(group, Group::NoEffect | Group::NotYet) {
-            let names: Vec<String> = options.iter().map(|o| format!("--{}", o.name)).collect();
+            let names: Vec<String> = options
+                .iter()
+                .flat_map(|o| o.names())
+                .map(|name| format!("--{name}"))
+                .collect();
             wrap_list(&mut out, &names);
             continue;
         }

@@ -51,6 +51,18 @@ pub enum ConfigError {
         suggestion: Option<String>,
     },
 
+    /// An ini key that is no option and is never used as `%(key)`.
+    #[error(
+        "{at}: unknown option '{option}'{} (a key that is not an option is a placeholder only when \
+         a value uses it as %({option}))",
+        did_you_mean(.suggestion)
+    )]
+    UnknownIniKey {
+        at: Location,
+        option: String,
+        suggestion: Option<String>,
+    },
+
     #[error("environment: unknown variable {var}{}", match .suggestion {
         Some(s) => format!(" (did you mean {s}?)"),
         None => String::new(),

@@ -13,8 +13,15 @@
 //!   `set-placeholder` name, or the option's default), `$(VAR)` an
 //!   environment variable (an unset one is an error), `%d` the file's
 //!   absolute directory with a trailing slash, `%n` the file name without
-//!   its extension, `%%` a literal `%`. Any other `%X` is an error naming the
-//!   line (uWSGI silently deletes it, which breaks strftime formats).
+//!   its extension, `%k` the CPU count, `%%` a literal `%`. Any other `%X`
+//!   is an error naming the line (uWSGI silently deletes it, which breaks
+//!   strftime formats).
+//! - A key that is no option is a placeholder, as in uWSGI (`project = x`
+//!   then `module = %(project).wsgi`), provided some value uses it as
+//!   `%(key)`; otherwise it is reported as an unknown option (a typo).
+//! - `log-format` is a template: `%(name)` there is expanded only for an
+//!   option or placeholder, and other `%X` are kept, so gunicorn atoms
+//!   (`%(h)s`) and uWSGI log variables (`%(addr)`) reach the log.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +33,9 @@ use super::{Origin, Setting};
 
 /// Sections read when none is named, in this order.
 const DEFAULT_SECTIONS: [&str; 2] = ["uwsgi", "capataz"];
+/// Options whose value is itself a `%(name)` template (gunicorn atoms,
+/// uWSGI log variables): see [`Loader::expand`].
+const TEMPLATE_OPTIONS: [&str; 1] = ["log-format"];
 /// Deepest include nesting, a backstop behind cycle detection.
 const MAX_INCLUDE_DEPTH: usize = 32;
 
@@ -44,6 +54,8 @@ pub struct IniEntry {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IniSection {
     pub name: String,
+    /// 1-based line of the header.
+    pub line: usize,
     pub entries: Vec<IniEntry>,
 }
 
@@ -64,6 +76,7 @@ pub fn parse_sections(text: &str) -> Result<Vec<IniSection>, (usize, String)> {
             };
             sections.push(IniSection {
                 name: name.trim().to_string(),
+                line: number,
                 entries: Vec::new(),
             });
             continue;
@@ -101,6 +114,12 @@ struct FileContext {
 pub(super) struct Loader<'a> {
     env: &'a HashMap<String, String>,
     placeholders: HashMap<String, String>,
+    /// Keys that are not options, read as placeholders (uWSGI lets any key
+    /// be one): name and where it was set. Each must be used as `%(name)`
+    /// somewhere, or it is reported as an unknown option (a typo).
+    custom_keys: Vec<(String, Location, Option<&'static str>)>,
+    /// Every `%(name)` written in a value read so far.
+    referenced: std::collections::HashSet<String>,
     settings: Vec<Setting>,
     files: Vec<PathBuf>,
     /// Files being read: (canonical path, path as shown), for cycles.
@@ -117,6 +136,8 @@ impl<'a> Loader<'a> {
         let mut loader = Loader {
             env,
             placeholders: HashMap::new(),
+            custom_keys: Vec::new(),
+            referenced: std::collections::HashSet::new(),
             settings: Vec::new(),
             files: Vec::new(),
             stack: Vec::new(),
@@ -139,9 +160,22 @@ impl<'a> Loader<'a> {
         self.load_file(path, section, None)
     }
 
-    /// The settings read, in order, and the files read (absolute).
-    pub fn finish(self) -> (Vec<Setting>, Vec<PathBuf>) {
-        (self.settings, self.files)
+    /// The settings read, in order, and the files read (absolute). A key
+    /// that is neither an option nor used as `%(key)` anywhere is an
+    /// unknown option: most likely a typo.
+    pub fn finish(self) -> Result<(Vec<Setting>, Vec<PathBuf>), ConfigError> {
+        if let Some((key, at, suggestion)) = self
+            .custom_keys
+            .into_iter()
+            .find(|(key, _, _)| !self.referenced.contains(key))
+        {
+            return Err(ConfigError::UnknownIniKey {
+                at,
+                option: key,
+                suggestion: suggestion.map(String::from),
+            });
+        }
+        Ok((self.settings, self.files))
     }
 
     fn load_file(
@@ -196,6 +230,9 @@ impl<'a> Loader<'a> {
             message,
         })?;
 
+        if section.is_none() {
+            check_section_names(&sections, &path)?;
+        }
         let wanted: Vec<&str> = match &section {
             Some(name) => vec![name.as_str()],
             None => DEFAULT_SECTIONS.to_vec(),
@@ -255,20 +292,36 @@ impl<'a> Loader<'a> {
                 })
             }
             Lookup::Unknown { suggestion } => {
-                return Err(ConfigError::UnknownOption {
-                    at,
-                    option: entry.key.clone(),
-                    suggestion: suggestion.map(String::from),
-                })
+                // uWSGI lets any key define a placeholder; whether this one
+                // is (it is used as %(key)) or a typo is known at the end.
+                let value = match &entry.value {
+                    Some(raw) => {
+                        self.note_references(raw);
+                        self.expand(raw, context, false)
+                            .map_err(|message| ConfigError::Syntax {
+                                at: at.clone(),
+                                message,
+                            })?
+                    }
+                    None => String::new(),
+                };
+                self.placeholders.entry(entry.key.clone()).or_insert(value);
+                self.custom_keys.push((entry.key.clone(), at, suggestion));
+                return Ok(());
             }
         };
+        if let Some(raw) = &entry.value {
+            self.note_references(raw);
+        }
+        let template = TEMPLATE_OPTIONS.contains(&spec.name);
         let value = match &entry.value {
-            Some(raw) => self
-                .expand(raw, context)
-                .map_err(|message| ConfigError::Syntax {
-                    at: at.clone(),
-                    message,
-                })?,
+            Some(raw) => {
+                self.expand(raw, context, template)
+                    .map_err(|message| ConfigError::Syntax {
+                        at: at.clone(),
+                        message,
+                    })?
+            }
             None => match spec.kind.bare_value() {
                 Some(bare) => bare.to_string(),
                 None => {
@@ -308,7 +361,27 @@ impl<'a> Loader<'a> {
         }
     }
 
-    fn expand(&self, raw: &str, context: &FileContext) -> Result<String, String> {
+    /// Records every `%(name)` in a raw value.
+    fn note_references(&mut self, raw: &str) {
+        let mut rest = raw;
+        while let Some(pos) = rest.find('%') {
+            let after = &rest[pos + 1..];
+            if let Some(inner) = after.strip_prefix('(') {
+                let Some(end) = inner.find(')') else { break };
+                self.referenced.insert(inner[..end].to_string());
+                rest = &inner[end + 1..];
+            } else {
+                // Skips the character after '%', so '%%(x)' is no reference.
+                rest = after.get(1..).unwrap_or("");
+            }
+        }
+    }
+
+    /// Expands `raw`. In a `template` value (a log format whose own
+    /// `%(name)` atoms the ini must not eat), a `%(name)` that is no option
+    /// or placeholder, and any `%X` that is no expansion, stay as written;
+    /// `%%` is still a literal `%`, as everywhere else.
+    fn expand(&self, raw: &str, context: &FileContext, template: bool) -> Result<String, String> {
         let mut out = String::with_capacity(raw.len());
         let mut rest = raw;
         while let Some(pos) = rest.find(['%', '$']) {
@@ -334,11 +407,32 @@ impl<'a> Loader<'a> {
                 Some('%') => out.push('%'),
                 Some('d') => out.push_str(&context.dir),
                 Some('n') => out.push_str(&context.stem),
+                Some('k') => out.push_str(&cpu_count().to_string()),
                 Some('(') => {
                     let inner = &after[1..];
-                    let end = inner.find(')').ok_or("unterminated '%(' (missing ')')")?;
-                    out.push_str(&self.option_value(&inner[..end])?);
+                    let end = match inner.find(')') {
+                        Some(end) => end,
+                        None if template => {
+                            out.push('%');
+                            rest = after;
+                            continue;
+                        }
+                        None => return Err("unterminated '%(' (missing ')')".into()),
+                    };
+                    let name = &inner[..end];
+                    if template && !self.is_defined(name) {
+                        out.push_str("%(");
+                        out.push_str(name);
+                        out.push(')');
+                    } else {
+                        out.push_str(&self.option_value(name)?);
+                    }
                     rest = &inner[end + 1..];
+                    continue;
+                }
+                Some(_) | None if template => {
+                    out.push('%');
+                    rest = after;
                     continue;
                 }
                 Some(c) => {
@@ -354,6 +448,12 @@ impl<'a> Loader<'a> {
         }
         out.push_str(rest);
         Ok(out)
+    }
+
+    /// Whether `%(name)` has something to expand to: an option or a
+    /// placeholder.
+    fn is_defined(&self, name: &str) -> bool {
+        !matches!(lookup(name), Lookup::Unknown { .. }) || self.placeholders.contains_key(name)
     }
 
     /// `%(name)`: the option's first value so far in the ini files, else a
@@ -380,6 +480,42 @@ impl<'a> Loader<'a> {
             )),
         }
     }
+}
+
+/// A header one or two edits from `[uwsgi]` or `[capataz]` is a typo whose
+/// options (harakiri!) would silently be off: an error. Other sections
+/// (`[app:main]`, `[program:x]`) belong to someone else and are skipped.
+fn check_section_names(sections: &[IniSection], path: &Path) -> Result<(), ConfigError> {
+    for section in sections {
+        if DEFAULT_SECTIONS.contains(&section.name.as_str()) || section.name.contains(':') {
+            continue;
+        }
+        let lower = section.name.to_ascii_lowercase();
+        let Some(meant) = DEFAULT_SECTIONS
+            .iter()
+            .find(|known| super::values::edit_distance(&lower, known) <= 2)
+        else {
+            continue;
+        };
+        return Err(ConfigError::Syntax {
+            at: Location::File {
+                path: path.to_path_buf(),
+                line: Some(section.line),
+            },
+            message: format!(
+                "section [{}] looks like a typo of [{meant}] (did you mean [{meant}]?); \
+                 its options would be ignored",
+                section.name
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// `%k`: the CPUs this process may run on (affinity and cgroup quota
+/// included), as uWSGI's magic variable of the same name.
+fn cpu_count() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// `FILE` or `FILE:SECTION`, relative to `base`. A name that exists as a

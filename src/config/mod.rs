@@ -147,6 +147,9 @@ pub struct Config {
     pub no_root_workers: bool,
     /// `chmod-socket`: the mode for unix sockets (0o666 for a bare key).
     pub chmod_socket: Option<u32>,
+    /// `chown-socket`: "user" or "user:group" (names or numbers) to give
+    /// the unix listener sockets, right after binding.
+    pub chown_socket: Option<String>,
     /// `harakiri`: per-request deadline in seconds; 0 = off.
     pub harakiri: u64,
     /// `max-requests`: recycle a worker after this many requests; 0 = off.
@@ -256,6 +259,7 @@ impl Default for Config {
             gid: None,
             no_root_workers: false,
             chmod_socket: None,
+            chown_socket: None,
             harakiri: 0,
             max_requests: 0,
             max_requests_delta: 0,
@@ -330,6 +334,27 @@ impl Config {
                 "no listener: set `http`, `http-socket` or `socket`",
             ));
         }
+        if let Some(dir) = &self.chdir {
+            // Checked here, not when spawning: a missing directory would
+            // otherwise have the master retry workers forever (and a
+            // reread/HUP with it is refused with this message).
+            let reason = match std::fs::metadata(dir) {
+                Ok(meta) if meta.is_dir() => None,
+                Ok(_) => Some("not a directory".to_string()),
+                Err(e) => Some(e.to_string()),
+            };
+            if let Some(reason) = reason {
+                return Err(ConfigError::InvalidValue {
+                    at: self
+                        .origins
+                        .get("chdir")
+                        .map_or(Location::Defaults, Origin::location),
+                    option: "chdir".into(),
+                    value: dir.display().to_string(),
+                    reason,
+                });
+            }
+        }
         if self.processes < 1 {
             return Err(invalid("option 'processes': must be at least 1"));
         }
@@ -384,7 +409,7 @@ pub fn load(args: Vec<OsString>, env: Vec<(OsString, OsString)>) -> Result<Comma
     for (request, origin) in env.ini.iter().chain(&cli.ini) {
         loader.load(request, origin)?;
     }
-    let (ini_settings, config_files) = loader.finish();
+    let (ini_settings, config_files) = loader.finish()?;
 
     let settings: Vec<Setting> = ini_settings
         .into_iter()
@@ -421,7 +446,7 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
             value: setting.value.clone(),
             reason,
         })?;
-        if spec.kind == Kind::NoEffect {
+        if spec.kind.has_no_effect() {
             let notice = format!("option '{}' has no effect in capataz", spec.name);
             if !config.notices.contains(&notice) {
                 config.notices.push(notice);
@@ -445,7 +470,7 @@ fn print_config(config: &Config, settings: &[Setting]) -> String {
         let mut mine = settings.iter().filter(|s| std::ptr::eq(s.spec, spec));
         match spec.kind {
             Kind::NotYet => {}
-            Kind::NoEffect => {
+            Kind::NoEffect | Kind::NoEffectValue => {
                 if let Some(last) = mine.next_back() {
                     let _ = writeln!(
                         out,

@@ -46,11 +46,19 @@ pub enum Kind {
     /// A uWSGI boolean that means nothing for capataz: accepted, with a
     /// one-time notice.
     NoEffect,
+    /// A uWSGI option with a value that means nothing for capataz
+    /// (`plugins = python3`): accepted, with a one-time notice.
+    NoEffectValue,
     /// A uWSGI option capataz will implement later: rejected by name.
     NotYet,
 }
 
 impl Kind {
+    /// Accepted for uWSGI compatibility, ignored with a notice.
+    pub fn has_no_effect(self) -> bool {
+        matches!(self, Kind::NoEffect | Kind::NoEffectValue)
+    }
+
     /// Booleans take a value on the command line only as `--flag=value`.
     pub fn is_boolean(self) -> bool {
         matches!(self, Kind::Flag | Kind::NoEffect)
@@ -71,6 +79,7 @@ impl Kind {
     pub fn value_name(self) -> &'static str {
         match self {
             Kind::Flag | Kind::NoEffect | Kind::NotYet => "",
+            Kind::NoEffectValue => "VALUE",
             Kind::Uint => "N",
             Kind::Size => "BYTES",
             Kind::Str => "NAME",
@@ -189,6 +198,64 @@ const fn no_effect(name: &'static str) -> OptionSpec {
     }
 }
 
+/// A no-effect option that takes a value; `apply` validates it.
+const fn no_effect_value(
+    name: &'static str,
+    aliases: &'static [&'static str],
+    apply: Apply,
+) -> OptionSpec {
+    OptionSpec {
+        name,
+        aliases,
+        kind: Kind::NoEffectValue,
+        group: Group::NoEffect,
+        default: None,
+        help: "",
+        repeats: true,
+        apply,
+    }
+}
+
+fn validate_nonempty(_: &mut Config, value: &str) -> Result<(), String> {
+    if value.trim().is_empty() {
+        return Err("expected a value".into());
+    }
+    Ok(())
+}
+
+/// `plugins = python3`: capataz has Python built in, so a Python plugin
+/// means nothing; any other plugin (php, rack, ...) is a language capataz
+/// does not serve, and saying so beats a silent no-op.
+fn validate_plugins(_: &mut Config, value: &str) -> Result<(), String> {
+    let names: Vec<&str> = value
+        .split([',', ' '])
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    if names.is_empty() {
+        return Err("expected a plugin name".into());
+    }
+    for name in names {
+        // uWSGI plugin files are python, python3, python311, python3_12 ...
+        // and some distributions install them as python3_plugin.so.
+        let bare = name
+            .trim_end_matches("_plugin.so")
+            .trim_end_matches("_plugin");
+        let bare = bare.rsplit('/').next().unwrap_or(bare);
+        let is_python = bare.strip_prefix("python").is_some_and(|v| {
+            v.bytes()
+                .all(|b| b.is_ascii_digit() || b == b'_' || b == b'.')
+        });
+        if !is_python {
+            return Err(format!(
+                "plugin '{name}': capataz serves Python WSGI apps only (Python is built in; \
+                 'plugins = python3' is accepted and has no effect)"
+            ));
+        }
+    }
+    Ok(())
+}
+
 const fn not_yet(name: &'static str) -> OptionSpec {
     OptionSpec {
         name,
@@ -303,6 +370,24 @@ pub static OPTIONS: &[OptionSpec] = &[
         repeats: false,
         apply: |c, v| {
             c.chmod_socket = Some(parse_socket_mode(v)?);
+            Ok(())
+        },
+    },
+    OptionSpec {
+        name: "chown-socket",
+        aliases: &[],
+        kind: Kind::Str,
+        group: Group::Listening,
+        default: None,
+        help: "Owner of unix sockets, as USER or USER:GROUP (names or numbers), set after binding.",
+        repeats: false,
+        apply: |c, v| {
+            let (user, group) = v.split_once(':').unwrap_or((v, ""));
+            parse_user_or_group(user)?;
+            if v.contains(':') {
+                parse_user_or_group(group)?;
+            }
+            c.chown_socket = Some(v.to_string());
             Ok(())
         },
     },
@@ -453,7 +538,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     },
     OptionSpec {
         name: "worker-reload-mercy",
-        aliases: &[],
+        aliases: &["reload-mercy"],
         kind: Kind::Uint,
         group: Group::Processes,
         default: Some("60"),
@@ -1068,9 +1153,120 @@ pub static OPTIONS: &[OptionSpec] = &[
     no_effect("die-on-term"),
     no_effect("need-app"),
     no_effect("strict"),
+    no_effect("harakiri-verbose"),
+    no_effect("auto-procname"),
+    no_effect("no-orphans"),
+    no_effect_value("plugins", &["plugin"], validate_plugins),
+    no_effect_value("plugins-dir", &["plugin-dir"], validate_nonempty),
+    no_effect_value("procname-prefix", &[], validate_nonempty),
+    no_effect_value("procname-prefix-spaced", &[], validate_nonempty),
+    no_effect_value("procname-append", &[], validate_nonempty),
+    no_effect_value("procname", &[], validate_nonempty),
+    no_effect_value("procname-master", &[], validate_nonempty),
     // --- uWSGI options not supported yet ---
     not_yet("mount"),
     not_yet("offload-threads"),
+    not_yet("max-worker-lifetime"),
+    not_yet("max-worker-lifetime-delta"),
+    not_yet("reload-on-exception"),
+    not_yet("add-header"),
+    not_yet("py-autoreload"),
+    not_yet("socket-timeout"),
+    not_yet("http-timeout"),
+    not_yet("log-x-forwarded-for"),
+    not_yet("manage-script-name"),
+    not_yet("cheaper-algo"),
+    not_yet("cheaper-initial"),
+    not_yet("cheaper-step"),
+    not_yet("cheaper-overload"),
+    not_yet("cheaper-rss-limit-soft"),
+    not_yet("cheaper-rss-limit-hard"),
+    not_yet("attach-daemon"),
+    not_yet("attach-daemon2"),
+    not_yet("smart-attach-daemon"),
+    not_yet("static-expires-uri"),
+    not_yet("static-expires-type"),
+    not_yet("static-skip-ext"),
+    not_yet("check-static"),
+    not_yet("static-safe"),
+    not_yet("route"),
+    not_yet("route-uri"),
+    not_yet("route-host"),
+    not_yet("response-route"),
+    not_yet("emperor"),
+    not_yet("vassals-include"),
+    not_yet("daemonize"),
+    not_yet("daemonize2"),
+    not_yet("logger"),
+    not_yet("req-logger"),
+    not_yet("log-reopen"),
+    not_yet("log-syslog"),
+    not_yet("logfile-chown"),
+    not_yet("logfile-chmod"),
+    not_yet("umask"),
+    not_yet("cron"),
+    not_yet("unique-cron"),
+    not_yet("spooler"),
+    not_yet("spooler-processes"),
+    not_yet("mule"),
+    not_yet("mules"),
+    not_yet("cache2"),
+    not_yet("cache"),
+    not_yet("touch-chain-reload"),
+    not_yet("touch-workers-reload"),
+    not_yet("fs-reload"),
+    not_yet("py-call-osafterfork"),
+    not_yet("import"),
+    not_yet("shared-import"),
+    not_yet("pyargv"),
+    not_yet("harakiri-graceful-timeout"),
+    not_yet("worker-exec"),
+    not_yet("hook-pre-app"),
+    not_yet("hook-post-app"),
+    not_yet("exec-pre-app"),
+    not_yet("exec-post-app"),
+    not_yet("exec-asap"),
+    not_yet("http-to"),
+    not_yet("http-keepalive"),
+    not_yet("http-auto-chunked"),
+    not_yet("https"),
+    not_yet("ssl-socket"),
+    not_yet("so-keepalive"),
+    not_yet("reuse-port"),
+    not_yet("freebind"),
+    not_yet("ignore-sigpipe"),
+    not_yet("ignore-write-errors"),
+    not_yet("disable-write-exception"),
+    not_yet("limit-as"),
+    not_yet("evil-reload-on-rss"),
+    not_yet("evil-reload-on-as"),
+    not_yet("reload-on-as"),
+    not_yet("gevent"),
+    not_yet("async"),
+    not_yet("ugreen"),
+    not_yet("http-websockets"),
+    not_yet("wsgi-disable-file-wrapper"),
+    not_yet("listen-queue-alarm"),
+    not_yet("alarm"),
+    not_yet("subscribe-to"),
+    not_yet("carbon"),
+    not_yet("stats-push"),
+    not_yet("cpu-affinity"),
+    not_yet("threads-stacksize"),
+    not_yet("vhost"),
+    not_yet("no-default-app"),
+    not_yet("touch-logreopen"),
+    not_yet("python-autoreload"),
+    not_yet("max-fd"),
+    not_yet("idle"),
+    not_yet("die-on-idle"),
+    not_yet("enable-metrics"),
+    not_yet("http-processes"),
+    not_yet("disable-sendfile"),
+    not_yet("logto2"),
+    not_yet("log-encoder"),
+    not_yet("upload-progress"),
+    not_yet("honour-stdin"),
 ];
 
 /// The outcome of looking up an option name.

@@ -218,7 +218,8 @@ fn unknown_options_in_every_source() {
     assert_eq!(
         error(&["--ini", ini.to_str().unwrap()], &[]),
         format!(
-            "{}:2: unknown option 'procesess' (did you mean 'processes'?)",
+            "{}:2: unknown option 'procesess' (did you mean 'processes'?) (a key that is not \
+             an option is a placeholder only when a value uses it as %(procesess))",
             ini.display()
         )
     );
@@ -520,4 +521,113 @@ fn cheaper_must_be_lower_than_processes() {
         "option 'cheaper' (environment CAPATAZ_CHEAPER): cheaper must be lower than \
          processes (cheaper = 2, processes = 1 (default))"
     );
+}
+
+#[test]
+fn plugins_python_has_no_effect_and_others_are_refused() {
+    let dir = TempDir::new();
+    let ini = dir.write(
+        "deploy.ini",
+        "[uwsgi]\nplugins = python3\nplugin = python311,python\nplugins-dir = /usr/lib/uwsgi\n\
+         module = app\nhttp = :8000\n",
+    );
+    let config = serve(&["--ini", ini.to_str().unwrap()], &[]);
+    assert!(config
+        .notices
+        .contains(&"option 'plugins' has no effect in capataz".to_string()));
+    let config = serve(&with_app(&["--plugins", "python3"]), &[]);
+    assert_eq!(config.notices.len(), 1);
+
+    let ini = dir.write("php.ini", "[uwsgi]\nmodule = app\nplugins = php\n");
+    let e = error(&["--ini", ini.to_str().unwrap()], &[]);
+    assert!(
+        e.starts_with(&format!(
+            "{}:3: option 'plugins': invalid value 'php'",
+            ini.display()
+        )),
+        "{e}"
+    );
+    assert!(e.contains("capataz serves Python WSGI apps only"), "{e}");
+}
+
+#[test]
+fn uwsgi_options_from_real_inis_are_known() {
+    let dir = TempDir::new();
+    for option in [
+        "max-worker-lifetime",
+        "reload-on-exception",
+        "add-header",
+        "py-autoreload",
+        "socket-timeout",
+        "http-timeout",
+        "log-x-forwarded-for",
+        "manage-script-name",
+        "cheaper-algo",
+        "cheaper-initial",
+        "cheaper-step",
+        "attach-daemon",
+        "static-expires-uri",
+    ] {
+        let ini = dir.write(
+            "deploy.ini",
+            &format!("[uwsgi]\nmodule = app\n{option} = 1\n"),
+        );
+        assert_eq!(
+            error(&["--ini", ini.to_str().unwrap()], &[]),
+            format!(
+                "{}:3: option '{option}' is not supported yet",
+                ini.display()
+            )
+        );
+    }
+    let ini = dir.write(
+        "deploy.ini",
+        "[uwsgi]\nmodule = app\nhttp = :8000\nharakiri-verbose = true\nauto-procname = true\n\
+         procname-prefix-spaced = myapp\nreload-mercy = 7\n",
+    );
+    let config = serve(&["--ini", ini.to_str().unwrap()], &[]);
+    assert_eq!(config.worker_reload_mercy, 7);
+    assert_eq!(config.notices.len(), 3, "{:?}", config.notices);
+}
+
+#[test]
+fn chdir_must_be_an_existing_directory() {
+    let dir = TempDir::new();
+    let missing = dir.path().join("missing");
+    let ini = dir.write(
+        "deploy.ini",
+        &format!(
+            "[uwsgi]\nmodule = app\nhttp = :8000\nchdir = {}\n",
+            missing.display()
+        ),
+    );
+    let e = error(&["--ini", ini.to_str().unwrap()], &[]);
+    assert!(
+        e.starts_with(&format!(
+            "{}:4: option 'chdir': invalid value '{}': No such file or directory",
+            ini.display(),
+            missing.display()
+        )),
+        "{e}"
+    );
+    let e = error(&with_app(&["--chdir", ini.to_str().unwrap()]), &[]);
+    assert!(e.starts_with("command line: option 'chdir'"), "{e}");
+    assert!(e.ends_with("not a directory"), "{e}");
+    let config = serve(&with_app(&["--chdir", dir.path().to_str().unwrap()]), &[]);
+    assert_eq!(config.chdir.as_deref(), Some(dir.path()));
+}
+
+#[test]
+fn chown_socket_takes_user_or_user_and_group() {
+    let config = serve(&with_app(&["--chown-socket", "www-data:www-data"]), &[]);
+    assert_eq!(config.chown_socket.as_deref(), Some("www-data:www-data"));
+    let config = serve(&with_app(&["--chown-socket", "1000"]), &[]);
+    assert_eq!(config.chown_socket.as_deref(), Some("1000"));
+    for bad in ["", ":grp", "user:", "a b"] {
+        let e = error(&with_app(&["--chown-socket", bad]), &[]);
+        assert!(
+            e.starts_with("command line: option '--chown-socket'"),
+            "{bad}: {e}"
+        );
+    }
 }

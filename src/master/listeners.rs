@@ -155,13 +155,52 @@ pub(crate) fn remove_stale_socket(path: &Path) -> io::Result<()> {
     }
 }
 
+/// What to do to a unix socket file after binding it: `chmod-socket` and
+/// `chown-socket`.
+#[derive(Debug, Clone, Default)]
+pub struct SocketFilePerms {
+    pub chmod: Option<u32>,
+    /// "user" or "user:group"; resolved when applied (the master is still
+    /// root then).
+    pub chown: Option<String>,
+}
+
+impl SocketFilePerms {
+    pub fn from_config(config: &crate::config::Config) -> SocketFilePerms {
+        SocketFilePerms {
+            chmod: config.chmod_socket,
+            chown: config.chown_socket.clone(),
+        }
+    }
+
+    fn apply(&self, path: &Path) -> Result<(), String> {
+        if let Some(mode) = self.chmod {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("chmod-socket {mode:o}: {e}"))?;
+        }
+        if let Some(owner) = &self.chown {
+            use super::privileges::{lookup_group, lookup_user};
+            let fail = |e: &dyn std::fmt::Display| format!("chown-socket {owner}: {e}");
+            // "user" alone keeps the group, as chown(1) does.
+            let (user, group) = owner
+                .split_once(':')
+                .map_or((owner.as_str(), None), |(u, g)| (u, Some(g)));
+            let (uid, _) = lookup_user(user).map_err(|e| fail(&e))?;
+            let gid = group.map(lookup_group).transpose().map_err(|e| fail(&e))?;
+            std::os::unix::fs::chown(path, Some(uid), gid).map_err(|e| fail(&e))?;
+        }
+        Ok(())
+    }
+}
+
 fn bind_unix(
     address: &str,
     protocol: Protocol,
     sockaddr: SockAddr,
     backlog: i32,
     path: Option<&Path>,
-    chmod: Option<u32>,
+    perms: &SocketFilePerms,
 ) -> Result<Listener, ListenError> {
     let fail = |reason: String| ListenError::Bind {
         address: address.to_string(),
@@ -174,11 +213,7 @@ fn bind_unix(
     socket.bind(&sockaddr).map_err(|e| fail(e.to_string()))?;
     let mut unix_path = None;
     if let Some(path) = path {
-        if let Some(mode) = chmod {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
-                .map_err(|e| fail(format!("chmod-socket {mode:o}: {e}")))?;
-        }
+        perms.apply(path).map_err(fail)?;
         unix_path = UnixSocketFile::bound_at(path);
     }
     socket.listen(backlog).map_err(|e| fail(e.to_string()))?;
@@ -198,16 +233,17 @@ fn bind_unix(
 /// Binds one address for an HTTP listener; `chmod` applies to unix socket
 /// paths.
 pub fn bind(address: &str, backlog: i32, chmod: Option<u32>) -> Result<Listener, ListenError> {
-    bind_as(address, Protocol::Http, backlog, chmod)
+    let perms = SocketFilePerms { chmod, chown: None };
+    bind_as(address, Protocol::Http, backlog, &perms)
 }
 
-/// Binds one configured address speaking `protocol`; `chmod` applies to unix
+/// Binds one configured address speaking `protocol`; `perms` apply to unix
 /// socket paths.
 pub fn bind_as(
     address: &str,
     protocol: Protocol,
     backlog: i32,
-    chmod: Option<u32>,
+    perms: &SocketFilePerms,
 ) -> Result<Listener, ListenError> {
     let fail = |reason: String| ListenError::Bind {
         address: address.to_string(),
@@ -217,7 +253,7 @@ pub fn bind_as(
         ListenAddress::Tcp { host, port } => bind_tcp(address, protocol, &host, port, backlog),
         ListenAddress::Unix(path) => {
             let sockaddr = SockAddr::unix(&path).map_err(|e| fail(e.to_string()))?;
-            bind_unix(address, protocol, sockaddr, backlog, Some(&path), chmod)
+            bind_unix(address, protocol, sockaddr, backlog, Some(&path), perms)
         }
         ListenAddress::Abstract(name) => {
             use std::os::unix::ffi::OsStrExt;
@@ -226,7 +262,14 @@ pub fn bind_as(
             raw.extend_from_slice(name.as_bytes());
             let sockaddr = SockAddr::unix(std::ffi::OsStr::from_bytes(&raw))
                 .map_err(|e| fail(e.to_string()))?;
-            bind_unix(address, protocol, sockaddr, backlog, None, None)
+            bind_unix(
+                address,
+                protocol,
+                sockaddr,
+                backlog,
+                None,
+                &SocketFilePerms::default(),
+            )
         }
     }
 }
@@ -313,7 +356,7 @@ fn adopt(socket: Socket, address: &str, protocol: Protocol) -> Listener {
 pub fn bind_all(
     addresses: &[(String, Protocol)],
     backlog: i32,
-    chmod: Option<u32>,
+    perms: &SocketFilePerms,
 ) -> Result<Vec<Listener>, ListenError> {
     let mut inherited: Vec<Option<Socket>> = take_inherited().into_iter().map(Some).collect();
     let mut out = Vec::new();
@@ -329,7 +372,7 @@ pub fn bind_all(
                 out.push(adopt(socket, address, protocol));
             }
             None => {
-                let l = bind_as(address, protocol, backlog, chmod)?;
+                let l = bind_as(address, protocol, backlog, perms)?;
                 tracing::info!("listening on {} ({})", l.meta.address, protocol.name());
                 out.push(l);
             }

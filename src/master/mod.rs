@@ -736,7 +736,8 @@ pub fn run(config: Config) -> i32 {
                 .map(|a| (a.clone(), crate::worker::Protocol::Uwsgi)),
         )
         .collect();
-    let bound = match listeners::bind_all(&addresses, backlog, config.chmod_socket) {
+    let perms = listeners::SocketFilePerms::from_config(&config);
+    let bound = match listeners::bind_all(&addresses, backlog, &perms) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!("{e}");

@@ -41,7 +41,8 @@ pub fn lookup_user(user: &str) -> Result<(libc::uid_t, libc::gid_t), PrivilegeEr
     Ok((uid, gid))
 }
 
-fn lookup_group(group: &str) -> Result<libc::gid_t, PrivilegeError> {
+/// The gid of a group name or number.
+pub fn lookup_group(group: &str) -> Result<libc::gid_t, PrivilegeError> {
     let name = CString::new(group).map_err(|_| PrivilegeError::UnknownGroup(group.into()))?;
     // SAFETY: as in lookup_user.
     let gr = unsafe { libc::getgrnam(name.as_ptr()) };

@@ -87,8 +87,12 @@ pub fn spawn(
     // supervisord's SUPERVISOR_PROCESS_NAME, under our name.
     cmd.env("CAPATAZ_PROCESS_NAME", process_name);
     cmd.env("CAPATAZ_GROUP_NAME", &program.name);
-    if let Some(dir) = &program.directory {
-        cmd.current_dir(expand_template(dir, &lookup).map_err(io::Error::other)?);
+    let directory = match &program.directory {
+        Some(dir) => Some(expand_template(dir, &lookup).map_err(io::Error::other)?),
+        None => None,
+    };
+    if let Some(dir) = &directory {
+        cmd.current_dir(dir);
     }
     if let Some(user) = &program.user {
         let (uid, gid) = crate::master::privileges::lookup_user(user).map_err(io::Error::other)?;
@@ -157,7 +161,15 @@ pub fn spawn(
             Ok(())
         });
     }
-    let child = cmd.spawn()?;
+    let child = cmd.spawn().map_err(|e| {
+        // exec and chdir failures both come back as a bare errno; name
+        // what was missing, or the log says only "No such file or directory".
+        let what = match &directory {
+            Some(dir) if !std::path::Path::new(dir).is_dir() => format!("directory '{dir}'"),
+            _ => format!("command '{}'", argv[0]),
+        };
+        io::Error::new(e.kind(), format!("{what}: {e}"))
+    })?;
     drop(cmd); // closes our copies of the pipes' write ends
     Ok(Started {
         pid: child.id() as i32,
@@ -180,6 +192,23 @@ mod tests {
         .unwrap();
         let (mut p, _) = crate::config::sections::load(&[path]).unwrap();
         p.remove(0)
+    }
+
+    #[test]
+    fn a_missing_command_or_directory_is_named() {
+        let p = program("/nonexistent/capataz-no-such-cmd --flag");
+        let e = spawn(&p, 0, "web", &[], &[]).err().unwrap().to_string();
+        assert!(
+            e.starts_with("command '/nonexistent/capataz-no-such-cmd': No such file"),
+            "{e}"
+        );
+        let mut p = program("true");
+        p.directory = Some("/nonexistent/capataz-dir".into());
+        let e = spawn(&p, 0, "web", &[], &[]).err().unwrap().to_string();
+        assert!(
+            e.starts_with("directory '/nonexistent/capataz-dir': No such file"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ fn load_with(request: &str, env: &[(&str, &str)]) -> Result<Vec<(String, String)
     loader
         .load(request, &Location::CommandLine)
         .map_err(|e| e.to_string())?;
-    let (settings, _) = loader.finish();
+    let (settings, _) = loader.finish().map_err(|e| e.to_string())?;
     Ok(settings
         .into_iter()
         .map(|s| (s.spec.name.to_string(), s.value))
@@ -142,7 +142,7 @@ fn includes_are_relative_to_the_including_file() {
     loader
         .load(main.to_str().unwrap(), &Location::CommandLine)
         .unwrap();
-    let (settings, files) = loader.finish();
+    let (settings, files) = loader.finish().unwrap();
     assert_eq!(files.len(), 3);
     assert!(files.iter().all(|f| f.is_absolute()));
     assert_eq!(
@@ -267,7 +267,7 @@ fn placeholders_from_other_sources() {
     loader
         .load(path.to_str().unwrap(), &Location::CommandLine)
         .unwrap();
-    assert_eq!(loader.finish().0[0].value, "/opt/app");
+    assert_eq!(loader.finish().unwrap().0[0].value, "/opt/app");
 }
 
 #[test]
@@ -312,9 +312,14 @@ fn option_errors_name_file_and_line() {
     let cases = [
         (
             "procesess = 4",
-            "unknown option 'procesess' (did you mean 'processes'?)",
+            "unknown option 'procesess' (did you mean 'processes'?) (a key that is not an \
+             option is a placeholder only when a value uses it as %(procesess))",
         ),
-        ("zzzzzz = 1", "unknown option 'zzzzzz'"),
+        (
+            "zzzzzz = 1",
+            "unknown option 'zzzzzz' (a key that is not an option is a placeholder only when \
+             a value uses it as %(zzzzzz))",
+        ),
         (
             "offload-threads = 2",
             "option 'offload-threads' is not supported yet",
@@ -352,6 +357,7 @@ fn parse_sections_keeps_other_sections() {
         sections,
         [IniSection {
             name: "program:celery".into(),
+            line: 1,
             entries: vec![
                 IniEntry {
                     line: 2,
@@ -383,4 +389,122 @@ fn bare_chmod_socket_means_666() {
             ("vacuum", "true"),
         ])
     );
+}
+
+#[test]
+fn any_key_used_as_a_placeholder_is_one() {
+    // The DigitalOcean tutorial's shape: uWSGI lets any key be a placeholder.
+    let dir = TempDir::new();
+    let path = dir.write(
+        "app.ini",
+        "[uwsgi]\nproject = djproject\nbase = /tmp/x\n\
+         chdir = %(base)/%(project)\nmodule = %(project).wsgi:application\n",
+    );
+    assert_eq!(
+        load(&path).unwrap(),
+        pairs(&[
+            ("chdir", "/tmp/x/djproject"),
+            ("module", "djproject.wsgi:application")
+        ])
+    );
+    // Defined in [uwsgi], used in [capataz]; a placeholder may use another.
+    let path = dir.write(
+        "two.ini",
+        "[uwsgi]\nroot = /srv\nsite = %(root)/site\n[capataz]\nchdir = %(site)\n",
+    );
+    assert_eq!(load(&path).unwrap(), pairs(&[("chdir", "/srv/site")]));
+}
+
+#[test]
+fn an_unused_unknown_key_is_still_a_typo() {
+    let dir = TempDir::new();
+    // `threds` is never used as %(threds), so it is a typo, reported at its
+    // own line even though a placeholder on another line is fine.
+    let path = dir.write(
+        "app.ini",
+        "[uwsgi]\nproject = p\nthreds = 2\nmodule = %(project)\nenv = A=%%(threds)\n",
+    );
+    let e = load(&path).unwrap_err();
+    assert!(
+        e.starts_with(&format!(
+            "{}:3: unknown option 'threds' (did you mean 'threads'?)",
+            path.display()
+        )),
+        "{e}"
+    );
+    // A placeholder used before it is defined is an error at the use.
+    let path = dir.write("early.ini", "[uwsgi]\nmodule = %(project)\nproject = p\n");
+    let e = load(&path).unwrap_err();
+    assert!(
+        e.contains(":2: %(project): no option or placeholder"),
+        "{e}"
+    );
+}
+
+#[test]
+fn log_format_keeps_its_own_atoms() {
+    let dir = TempDir::new();
+    let path = dir.write(
+        "app.ini",
+        "[uwsgi]\nsite = shop\n\
+         log-format = %(site) %(h)s \"%(r)s\" %(s)s %(addr) %(method) %(uri) 100%% %Z %(\n",
+    );
+    assert_eq!(
+        load(&path).unwrap(),
+        pairs(&[(
+            "log-format",
+            "shop %(h)s \"%(r)s\" %(s)s %(addr) %(method) %(uri) 100% %Z %("
+        )])
+    );
+    // Elsewhere an unknown %(name) is still an error.
+    let path = dir.write("bad.ini", "[uwsgi]\nchdir = %(h)s\n");
+    assert!(load(&path)
+        .unwrap_err()
+        .contains(":2: %(h): no option or placeholder named 'h'"));
+}
+
+#[test]
+fn percent_k_is_the_cpu_count() {
+    let dir = TempDir::new();
+    let path = dir.write("app.ini", "[uwsgi]\nprocesses = %k\n");
+    let cpus = std::thread::available_parallelism().unwrap().get();
+    assert_eq!(
+        load(&path).unwrap(),
+        pairs(&[("processes", &cpus.to_string())])
+    );
+}
+
+#[test]
+fn section_header_typos_are_errors() {
+    let dir = TempDir::new();
+    for (header, meant) in [
+        ("uswgi", "uwsgi"),
+        ("uwsg", "uwsgi"),
+        ("UWSGI", "uwsgi"),
+        ("capatz", "capataz"),
+    ] {
+        let path = dir.write(
+            "app.ini",
+            &format!("[uwsgi]\nmodule = app\n\n[{header}]\nharakiri = 30\n"),
+        );
+        assert_eq!(
+            load(&path).unwrap_err(),
+            format!(
+                "{}:4: section [{header}] looks like a typo of [{meant}] (did you mean \
+                 [{meant}]?); its options would be ignored",
+                path.display()
+            )
+        );
+    }
+    // Only a typo: with no [uwsgi] at all, the typo is what is reported.
+    let path = dir.write("only.ini", "[uswgi]\nmodule = app\n");
+    assert!(load(&path)
+        .unwrap_err()
+        .contains(":1: section [uswgi] looks like a typo"));
+    // Other sections stay someone else's.
+    let path = dir.write(
+        "paste.ini",
+        "[uwsgi]\nmodule = app\n[app:main]\nuse = egg:x\n[program:w]\ncommand = w\n[pipeline]\nx = y\n",
+    );
+    assert_eq!(load(&path).unwrap(), pairs(&[("module", "app")]));
 }
