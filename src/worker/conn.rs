@@ -671,6 +671,8 @@ impl Conn {
                 remote_addr: &self.remote_addr,
                 remote_port: &self.remote_port,
                 listener: self.listener,
+                method: summary.method,
+                uri: summary.target,
             },
             &mut self.out,
             summary.version,

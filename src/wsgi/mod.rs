@@ -60,6 +60,9 @@ pub struct Request<'a> {
     pub remote_addr: &'a str,
     pub remote_port: &'a str,
     pub listener: usize,
+    /// The method and target as sent, for messages about this request.
+    pub method: &'a [u8],
+    pub uri: &'a [u8],
 }
 
 /// What the connection and the access log need to know afterwards.
@@ -181,7 +184,12 @@ impl Wsgi {
         listeners: &[ListenerEnv],
     ) -> Result<Wsgi, BootError> {
         let report = |e: PyErr| {
-            e.print(py);
+            // Not `e.print()`: PyErr_Print exits the process on SystemExit
+            // (an app calling sys.exit() at import), with the app's status
+            // instead of ours, and without a traceback.
+            e.restore(py);
+            // SAFETY: GIL held (inside Python::attach); the error is set.
+            unsafe { py::print_error() };
             BootError::App
         };
         let source = CString::new(SUPPORT_SOURCE).expect("support.py has no NUL");
@@ -319,6 +327,8 @@ impl Wsgi {
             self.write.as_ptr(),
         );
         ex.uwsgi = uwsgi;
+        ex.method = req.method;
+        ex.uri = req.uri;
         let mut outcome = Outcome::default();
         // SAFETY: GIL held from here to PyEval_SaveThread below.
         unsafe {
@@ -331,10 +341,7 @@ impl Wsgi {
                         ex.abort();
                     }
                 }
-                None => {
-                    py::print_error();
-                    ex.fail(500);
-                }
+                None => self.app_error(&mut ex),
             }
             ex.release();
             ffi::PyEval_SaveThread();
@@ -373,8 +380,20 @@ impl Wsgi {
         }
     }
 
-    /// An exception from the app: 500 if nothing was sent yet, else abort.
+    /// An exception from the app (any `BaseException`, `SystemExit`
+    /// included): logged with the request it broke and its traceback; 500 if
+    /// nothing was sent yet, else the connection is aborted.
     unsafe fn app_error(&self, ex: &mut Exchange<'_>) {
+        tracing::error!(
+            "exception while serving {} {}: {}",
+            String::from_utf8_lossy(ex.method),
+            String::from_utf8_lossy(ex.uri),
+            if ex.headers_sent {
+                "aborting the response"
+            } else {
+                "500"
+            }
+        );
         // SAFETY: GIL held by the caller and an exception is set.
         unsafe { py::print_error() };
         if ex.headers_sent {

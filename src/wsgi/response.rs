@@ -62,6 +62,9 @@ pub struct Exchange<'o> {
     /// A streamed chunk went out (or is pending): later ones may be batched.
     streamed: bool,
     write_fn: *mut ffi::PyObject,
+    /// The request's method and target, for error messages.
+    pub method: &'o [u8],
+    pub uri: &'o [u8],
 }
 
 impl<'o> Exchange<'o> {
@@ -94,6 +97,8 @@ impl<'o> Exchange<'o> {
             uwsgi: false,
             streamed: false,
             write_fn,
+            method: b"",
+            uri: b"",
         }
     }
 

@@ -311,6 +311,19 @@ def application(environ, start_response):
     if path == "/error-before":
         raise RuntimeError("boom-before-headers")
 
+    if path == "/sysexit":
+        sys.exit(0)
+
+    if path == "/sysexit-after":
+
+        def gen():
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            yield b"partial;"
+            time.sleep(0.05)
+            sys.exit(3)
+
+        return gen()
+
     if path == "/error-after":
 
         def gen():
