@@ -268,7 +268,11 @@ impl<'o> Exchange<'o> {
                 Framing::NoBody
             } else if let Some(len) = app_length {
                 Framing::Length { remaining: len }
-            } else if let Some(len) = known_total {
+            } else if let Some(len) = known_total.filter(|_| !self.head_only) {
+                // Not for HEAD: frameworks answer HEAD with an empty body
+                // (Werkzeug's `()`), and a measured `Content-Length: 0` would
+                // contradict the GET. Like gunicorn and uWSGI, HEAD carries
+                // only the length the app itself gave.
                 let mut num = itoa::Buffer::new();
                 h1::push_header(buf, b"Content-Length", num.format(len).as_bytes());
                 count += 1;
