@@ -143,3 +143,83 @@ def test_threads_run_requests_concurrently(server_factory):
     wall = time.monotonic() - started
     assert not errors, errors
     assert wall < 0.600, f"80 x 10 ms took {wall * 1000:.0f} ms: app threads did not overlap"
+
+
+def _slow_download(port, target, result, i, rate=4_000_000):
+    """Reads a response at about `rate` bytes/s into result[i] (the raw bytes)."""
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.sendall(request_bytes("GET", target, headers=[("Connection", "close")]))
+    got = bytearray()
+    piece = 64 * 1024
+    try:
+        while True:
+            data = sock.recv(piece)
+            if not data:
+                break
+            got += data
+            time.sleep(len(data) / rate)
+    except OSError as e:
+        result[i] = e
+        return
+    finally:
+        sock.close()
+    result[i] = bytes(got)
+
+
+def _check_download(raw, n, chunked):
+    from support.rawhttp import parse_response
+
+    assert isinstance(raw, bytes), raw
+    resp, _ = parse_response(raw, eof=True)
+    assert resp.status == 200
+    if chunked:
+        assert resp.header("Transfer-Encoding") == "chunked"
+    else:
+        assert resp.header("Content-Length") == str(n)
+    assert len(resp.body) == n and resp.body.count(b"x") == n
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    "app, target, chunked",
+    [
+        ("flask", "/blob?n=20000000", False),
+        ("plain", "/blob?n=20000000", False),
+        ("plain", "/blob?n=20000000&chunked=1", True),
+    ],
+)
+def test_slow_downloads_of_a_large_body_do_not_hold_the_only_python_thread(
+    server_factory, venv_test, app, target, chunked
+):
+    """DESIGN §2.2: a body the app has produced whole (Flask's `return
+    b"x" * N`, a list, a generator's last chunk) is handed to the I/O side,
+    which finishes sending it as the socket drains; the only Python thread
+    serves others meanwhile, and the downloads arrive intact."""
+    from support.server import APPS
+
+    if app == "flask":
+        args = [
+            "--wsgi-file", str(APPS / "flask_app.py"), "--callable", "app",
+            "--virtualenv", str(venv_test), "--processes", "1", "--threads", "1",
+        ]
+    else:
+        args = plain_args("--processes", "1", "--threads", "1")
+    s = server_factory(args)
+    result = [None, None]
+    downloads = [threading.Thread(target=_slow_download, args=(s.port, target, result, i)) for i in range(2)]
+    for t in downloads:
+        t.start()
+    time.sleep(1.0)
+    assert all(t.is_alive() for t in downloads), "the downloads must still be running"
+    for _ in range(3):
+        took = timed_get(s.port, "/pid")
+        assert took < 0.5, f"/pid took {took:.2f} s while two slow clients download"
+        time.sleep(0.2)
+    for t in downloads:
+        t.join(60)
+    n = int(target.split("n=")[1].split("&")[0])
+    for raw in result:
+        _check_download(raw, n, chunked)

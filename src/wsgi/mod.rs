@@ -5,12 +5,14 @@
 //! - [`input`]: `wsgi.input` over the already-read body.
 //! - [`response`]: `start_response`, `write()`, framing of the app's output.
 //! - [`file_wrapper`]: `wsgi.file_wrapper` with sendfile.
+//! - [`held`]: the app's `bytes` objects lent to the I/O side uncopied.
 //!
 //! The worker calls [`Wsgi::boot`] once, then [`Wsgi::handle`] per request
 //! from its threads, each of which holds a [`ThreadState`].
 
 pub mod environ;
 pub mod file_wrapper;
+pub mod held;
 pub mod input;
 pub mod interpreter;
 pub mod py;
@@ -344,6 +346,9 @@ impl Wsgi {
                 None => self.app_error(&mut ex),
             }
             ex.release();
+            // The app's objects the I/O side finished sending since the last
+            // request: we hold the GIL now anyway.
+            held::release_deferred();
             ffi::PyEval_SaveThread();
         }
         outcome.status = ex.code;
@@ -355,6 +360,21 @@ impl Wsgi {
         outcome.client_gone = ex.client_gone;
         outcome.via_sendfile = VIA_SENDFILE.replace(false);
         outcome
+    }
+
+    /// Releases the app's objects the I/O side finished sending, taking the
+    /// GIL with `ts` (an idle thread's chore; see [`held`]).
+    pub fn release_held(&self, ts: &ThreadState) {
+        if !held::any_deferred() {
+            return;
+        }
+        // SAFETY: ts belongs to this thread, which does not hold the GIL;
+        // it is released again before returning.
+        unsafe {
+            ffi::PyEval_RestoreThread(ts.0);
+            held::release_deferred();
+            ffi::PyEval_SaveThread();
+        }
     }
 
     /// Calls the app and consumes its result; always calls `close()` once.
@@ -481,7 +501,7 @@ impl Wsgi {
                     ex.send_headers(Some(total))?;
                 }
                 for i in 0..n {
-                    // Re-check: an item may be replaced while we flush without the GIL.
+                    // Re-check: the list may have changed since it was measured.
                     let it = item(i);
                     if ffi::PyBytes_Check(it) == 0 {
                         py::raise(
@@ -490,7 +510,7 @@ impl Wsgi {
                         );
                         return Err(());
                     }
-                    ex.body(py::bytes_of(it))?;
+                    ex.body(it);
                 }
                 ex.finish();
                 return Ok(());
@@ -520,10 +540,11 @@ impl Wsgi {
             // and tuples (whose length is known up front) get a
             // Content-Length from us; other iterables stream.
             while let Some(chunk) = next(&iter)? {
+                ex.make_room()?;
                 if !ex.headers_sent {
                     ex.send_headers(None)?;
                 }
-                ex.body(py::bytes_of(chunk.as_ptr()))?;
+                ex.body(chunk.as_ptr());
                 ex.stream_chunk()?;
             }
             if !ex.headers_sent {
