@@ -223,3 +223,44 @@ def test_slow_downloads_of_a_large_body_do_not_hold_the_only_python_thread(
     n = int(target.split("n=")[1].split("&")[0])
     for raw in result:
         _check_download(raw, n, chunked)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "target, n",
+    [
+        # A large body the event loop finishes sending (curl -m1 on it).
+        ("/blob?n=20000000", 20_000_000),
+        # A streamed response the app thread is still producing.
+        ("/big?n=20000000&chunk=65536&delay=0.002", 20_000_000),
+    ],
+)
+def test_a_client_that_leaves_mid_response_is_still_logged(server_factory, target, n):
+    """uWSGI logs the request line of an aborted response (and a write
+    error); so do we: the status sent, the bytes the client actually took,
+    and one line saying it went away."""
+    import re
+    import socket
+    import struct
+
+    s = server_factory(plain_args("--processes", "1", "--threads", "1"))
+    mark = s.mark()
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.sendall(request_bytes("GET", target))
+    got = 0
+    while got < 200_000:
+        data = sock.recv(65536)
+        assert data
+        got += len(data)
+    time.sleep(0.3)
+    # A reset, as a killed curl leaves.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    path = re.escape(target)
+    m = s.wait_log(rf"GET {path} => generated (\d+) bytes .*\(HTTP/1\.1 200\)", since=mark, timeout=10)
+    sent = int(m.group(1))
+    assert 0 < sent < n, f"the log must show the bytes actually sent, not all {n}: {m.group(0)}"
+    s.wait_log(rf"client .* went away during GET {path}", since=mark)
+    # The worker goes on serving.
+    assert timed_get(s.port, "/hello") < 5
