@@ -264,3 +264,23 @@ def test_a_client_that_leaves_mid_response_is_still_logged(server_factory, targe
     s.wait_log(rf"client .* went away during GET {path}", since=mark)
     # The worker goes on serving.
     assert timed_get(s.port, "/hello") < 5
+
+
+@pytest.mark.timeout(60)
+def test_send_timeout_closes_a_parked_large_response_to_a_client_that_never_reads(server_factory):
+    """The event loop finishing a large body honours send-timeout even with
+    several threads (one-shot EPOLLOUT registrations, which a read-side
+    shutdown does not wake)."""
+    import re
+    import socket
+
+    s = server_factory(plain_args("--processes", "1", "--threads", "2", "--send-timeout", "2"))
+    mark = s.mark()
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.sendall(request_bytes("GET", "/blob?n=20000000"))
+    time.sleep(6)  # never read meanwhile
+    m = s.wait_log(r"GET /blob\?n=20000000 => generated (\d+) bytes in (\d+) msecs", since=mark, timeout=5)
+    assert int(m.group(1)) < 20_000_000
+    assert int(m.group(2)) < 5000, f"closed only when the client read again: {m.group(0)}"
+    sock.close()
