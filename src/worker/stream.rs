@@ -16,8 +16,12 @@
 //!   after it began: a per-worker timer thread sends it then, while the app
 //!   is still busy producing (or blocked in) its next chunk. The timer thread
 //!   only ever sends without blocking; what the socket does not take stays
-//!   pending for the app thread, which waits for the socket with the GIL
-//!   released as before.
+//!   pending. The app thread waits for the socket (GIL released) only
+//!   before producing more while [`FLUSH_THRESHOLD`] bytes are pending; what
+//!   is pending when the response ends goes to the event loop.
+//! - A chunk the socket does not take whole at once (a large one, held
+//!   uncopied, see [`super::output::Tail`]) becomes the pending batch, so
+//!   the timer thread goes on sending it while the app produces the next.
 //!
 //! The delay is `stream-flush-us` (default 1000 µs); 0 sends every chunk at
 //! once. Ownership of the socket is simple: the timer thread touches a
@@ -237,7 +241,8 @@ fn my_slot() -> Arc<Slot> {
 /// What [`push`] did with the bytes in `out.buf`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Pushed {
-    /// Sent (or left in `out.buf` because the socket is full, as before).
+    /// Sent, or what the socket did not take is left in `out` (the
+    /// pending batch was busy).
     Now,
     /// Moved to this thread's pending batch.
     Deferred,
