@@ -4,7 +4,8 @@
 //! Small responses are buffered whole and written by the event loop without
 //! blocking (it parks the connection on EAGAIN): one buffer, one write.
 //!
-//! Large body pieces are not copied: they follow the buffer as a [`Tail`] of
+//! Body pieces that would take the buffer past [`FLUSH_THRESHOLD`] are not
+//! copied: they follow the buffer as a [`Tail`] of
 //! segments that reference the app's own `bytes` objects ([`HeldBytes`]),
 //! written with one `sendmsg` per batch of segments. A response the app has
 //! finished producing (a list, or a generator's last chunk) is therefore
@@ -22,11 +23,8 @@ use std::time::{Duration, Instant};
 use crate::wsgi::held::HeldBytes;
 
 /// Pending response bytes above which a streaming response waits for the
-/// socket before producing more, and above which bytes are not copied.
+/// socket before producing more, and past which body bytes are not copied.
 pub const FLUSH_THRESHOLD: usize = 256 * 1024;
-
-/// Body pieces at least this large are sent from the app's object, not copied.
-pub const HOLD_MIN: usize = 64 * 1024;
 
 /// Segments per `sendmsg` (well under IOV_MAX).
 const MAX_IOV: usize = 64;

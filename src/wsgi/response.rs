@@ -18,7 +18,7 @@ use pyo3::ffi;
 
 use super::held::HeldBytes;
 use super::py::{self, Owned};
-use crate::worker::output::{Output, FLUSH_THRESHOLD, HOLD_MIN};
+use crate::worker::output::{Output, FLUSH_THRESHOLD};
 use crate::worker::stream::{self, Pushed};
 
 thread_local! {
@@ -320,9 +320,9 @@ impl<'o> Exchange<'o> {
     }
 
     /// Appends the `bytes` object `obj` to the body with the chosen framing.
-    /// Small pieces are copied into the buffer (a small response leaves in
-    /// one write); large ones, and anything past [`FLUSH_THRESHOLD`] of
-    /// buffer, are referenced rather than copied (see
+    /// Pieces are copied into the buffer (a small response leaves in one
+    /// write), except those that would take it past [`FLUSH_THRESHOLD`],
+    /// which are referenced rather than copied (see
     /// [`crate::worker::output`]). Never waits for the socket: a streaming
     /// caller bounds what is pending with [`Self::make_room`].
     ///
@@ -355,7 +355,12 @@ impl<'o> Exchange<'o> {
         if chunked {
             h1::push_chunk_header(self.out.append_buf(), n);
         }
-        if n >= HOLD_MIN || self.out.buf.len() + n > FLUSH_THRESHOLD {
+        // Hold rather than copy only what would take the buffer past the
+        // flush threshold: a response up to that size is copied and leaves
+        // in one write, exactly as small responses always did.
+        // (Once something is held, what follows is held too, so copies
+        // never grow behind it.)
+        if !self.out.tail.is_empty() || self.out.buf.len() + n > FLUSH_THRESHOLD {
             // SAFETY: GIL held; n <= the object's length.
             self.out.tail.hold(unsafe { HeldBytes::new(obj, n) });
         } else {
