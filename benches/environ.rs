@@ -112,6 +112,8 @@ impl Parsed {
             remote_addr: "127.0.0.1",
             remote_port: "54321",
             listener: 0,
+            method: b"GET",
+            uri: b"/",
         }
     }
 }

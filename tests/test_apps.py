@@ -109,6 +109,22 @@ def test_flask_redirect_followed(flask_srv):
     assert r.text == "flask target reached"
 
 
+def test_flask_head_of_streamed_response_gets_no_invented_length(flask_srv):
+    """Werkzeug answers HEAD with an empty body and no Content-Length for a
+    streamed response; the server must not add `Content-Length: 0` (the GET
+    is chunked and has data). gunicorn and uWSGI send what the app gave."""
+    from support.rawhttp import Conn, request_bytes
+
+    with Conn(flask_srv.port) as conn:
+        conn.send(request_bytes("HEAD", "/stream?n=2&delay=0") + request_bytes("GET", "/stream?n=2&delay=0"))
+        head = conn.read_response("HEAD")
+        get = conn.read_response()
+    assert head.status == 200
+    assert not head.has_header("Content-Length"), head.headers
+    assert not head.has_header("Transfer-Encoding"), head.headers
+    assert get.header("Transfer-Encoding") == "chunked" and get.body.startswith(b"chunk 0")
+
+
 def test_flask_streaming_response_read_incrementally(flask_srv):
     """A generator response streams: lines arrive spread over its ~1.5 s."""
     lines, arrivals, r = read_stream(flask_srv.url + "/stream?n=5&delay=0.3")

@@ -143,3 +143,144 @@ def test_threads_run_requests_concurrently(server_factory):
     wall = time.monotonic() - started
     assert not errors, errors
     assert wall < 0.600, f"80 x 10 ms took {wall * 1000:.0f} ms: app threads did not overlap"
+
+
+def _slow_download(port, target, result, i, rate=4_000_000):
+    """Reads a response at about `rate` bytes/s into result[i] (the raw bytes)."""
+    import socket
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.sendall(request_bytes("GET", target, headers=[("Connection", "close")]))
+    got = bytearray()
+    piece = 64 * 1024
+    try:
+        while True:
+            data = sock.recv(piece)
+            if not data:
+                break
+            got += data
+            time.sleep(len(data) / rate)
+    except OSError as e:
+        result[i] = e
+        return
+    finally:
+        sock.close()
+    result[i] = bytes(got)
+
+
+def _check_download(raw, n, chunked):
+    from support.rawhttp import parse_response
+
+    assert isinstance(raw, bytes), raw
+    resp, _ = parse_response(raw, eof=True)
+    assert resp.status == 200
+    if chunked:
+        assert resp.header("Transfer-Encoding") == "chunked"
+    else:
+        assert resp.header("Content-Length") == str(n)
+    assert len(resp.body) == n and resp.body.count(b"x") == n
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    "app, target, chunked",
+    [
+        ("flask", "/blob?n=20000000", False),
+        ("plain", "/blob?n=20000000", False),
+        ("plain", "/blob?n=20000000&chunked=1", True),
+    ],
+)
+def test_slow_downloads_of_a_large_body_do_not_hold_the_only_python_thread(
+    server_factory, venv_test, app, target, chunked
+):
+    """DESIGN §2.2: a body the app has produced whole (Flask's `return
+    b"x" * N`, a list, a generator's last chunk) is handed to the I/O side,
+    which finishes sending it as the socket drains; the only Python thread
+    serves others meanwhile, and the downloads arrive intact."""
+    from support.server import APPS
+
+    if app == "flask":
+        args = [
+            "--wsgi-file", str(APPS / "flask_app.py"), "--callable", "app",
+            "--virtualenv", str(venv_test), "--processes", "1", "--threads", "1",
+        ]
+    else:
+        args = plain_args("--processes", "1", "--threads", "1")
+    s = server_factory(args)
+    result = [None, None]
+    downloads = [threading.Thread(target=_slow_download, args=(s.port, target, result, i)) for i in range(2)]
+    for t in downloads:
+        t.start()
+    time.sleep(1.0)
+    assert all(t.is_alive() for t in downloads), "the downloads must still be running"
+    for _ in range(3):
+        took = timed_get(s.port, "/pid")
+        assert took < 0.5, f"/pid took {took:.2f} s while two slow clients download"
+        time.sleep(0.2)
+    for t in downloads:
+        t.join(60)
+    n = int(target.split("n=")[1].split("&")[0])
+    for raw in result:
+        _check_download(raw, n, chunked)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "target, n",
+    [
+        # A large body the event loop finishes sending (curl -m1 on it).
+        ("/blob?n=20000000", 20_000_000),
+        # A streamed response the app thread is still producing.
+        ("/big?n=20000000&chunk=65536&delay=0.002", 20_000_000),
+    ],
+)
+def test_a_client_that_leaves_mid_response_is_still_logged(server_factory, target, n):
+    """uWSGI logs the request line of an aborted response (and a write
+    error); so do we: the status sent, the bytes the client actually took,
+    and one line saying it went away."""
+    import re
+    import socket
+    import struct
+
+    s = server_factory(plain_args("--processes", "1", "--threads", "1"))
+    mark = s.mark()
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.sendall(request_bytes("GET", target))
+    got = 0
+    while got < 200_000:
+        data = sock.recv(65536)
+        assert data
+        got += len(data)
+    time.sleep(0.3)
+    # A reset, as a killed curl leaves.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    path = re.escape(target)
+    m = s.wait_log(rf"GET {path} => generated (\d+) bytes .*\(HTTP/1\.1 200\)", since=mark, timeout=10)
+    sent = int(m.group(1))
+    assert 0 < sent < n, f"the log must show the bytes actually sent, not all {n}: {m.group(0)}"
+    s.wait_log(rf"client .* went away during GET {path}", since=mark)
+    # The worker goes on serving.
+    assert timed_get(s.port, "/hello") < 5
+
+
+@pytest.mark.timeout(60)
+def test_send_timeout_closes_a_parked_large_response_to_a_client_that_never_reads(server_factory):
+    """The event loop finishing a large body honours send-timeout even with
+    several threads (one-shot EPOLLOUT registrations, which a read-side
+    shutdown does not wake)."""
+    import re
+    import socket
+
+    s = server_factory(plain_args("--processes", "1", "--threads", "2", "--send-timeout", "2"))
+    mark = s.mark()
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    sock.sendall(request_bytes("GET", "/blob?n=20000000"))
+    time.sleep(6)  # never read meanwhile
+    m = s.wait_log(r"GET /blob\?n=20000000 => generated (\d+) bytes in (\d+) msecs", since=mark, timeout=5)
+    assert int(m.group(1)) < 20_000_000
+    assert int(m.group(2)) < 5000, f"closed only when the client read again: {m.group(0)}"
+    sock.close()

@@ -431,6 +431,50 @@ def test_exception_after_headers_aborts_connection(srv):
     assert pid_of(srv) == pid
 
 
+def _timed_get(url, out, i):
+    t0 = time.monotonic()
+    r = requests.get(url, timeout=10)
+    out[i] = (r.status_code, time.monotonic() - t0)
+
+
+def test_sys_exit_in_the_app_is_an_app_error_and_keeps_its_thread(server_factory):
+    """SystemExit (any BaseException) is an app error: 500 before the head, an
+    aborted connection after it, a logged traceback and request line, and the
+    thread goes on serving (PyErr_Print would call exit() from the app thread)."""
+    import threading
+
+    s = server_factory(plain_args("--processes", "1", "--threads", "2"))
+    pid = pid_of(s)
+    mark = s.mark()
+    r = requests.get(f"{s.url}/sysexit", timeout=5)
+    assert r.status_code == 500
+    s.wait_log(r"exception while serving GET /sysexit", since=mark)
+    s.wait_log(r"Traceback \(most recent call last\)", since=mark)
+    s.wait_log(r"SystemExit: 0", since=mark)
+
+    with Conn(s.port) as conn:
+        conn.send(request_bytes("GET", "/sysexit-after"))
+        resp = conn.read_response(timeout=5)
+        assert resp.status == 200
+        assert resp.body.startswith(b"partial;")
+        assert not resp.complete, f"an aborted response must not look complete: {resp!r}"
+        assert conn.eof
+    s.wait_log(r"SystemExit: 3", since=mark)
+
+    # Both threads still serve: two 1 s requests run side by side.
+    results = [None, None]
+    threads = [
+        threading.Thread(target=_timed_get, args=(f"{s.url}/sleep?ms=1000", results, i)) for i in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    assert all(r is not None and r[0] == 200 for r in results), results
+    assert all(r[1] < 1.8 for r in results), f"a thread was lost: {results}"
+    assert pid_of(s) == pid
+
+
 def test_status_204_has_no_body(srv):
     """RFC 9110 §15.3.5: a 204 carries no content and no chunked framing."""
     with Conn(srv.port) as conn:

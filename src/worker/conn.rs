@@ -98,6 +98,10 @@ enum State {
     },
     Writing {
         close_after: bool,
+        /// A large response handed to the event loop unfinished: its
+        /// access-log line waits for the outcome of the send (see
+        /// [`PendingLog`]); `None` for everything else.
+        log: Option<Box<PendingLog>>,
     },
     /// A static file: the head is in `out`, then `remaining` bytes of `file`
     /// from `offset` go out with sendfile.
@@ -255,7 +259,10 @@ impl Conn {
                 }
             }
             Ok(WriteStatus::WouldBlock) => {
-                self.state = State::Writing { close_after: true };
+                self.state = State::Writing {
+                    close_after: true,
+                    log: None,
+                };
                 Next::Park {
                     events: WRITE,
                     wait: Wait::Send,
@@ -276,9 +283,16 @@ impl Conn {
             .swap(false, std::sync::atomic::Ordering::AcqRel);
         loop {
             match &mut self.state {
-                State::Writing { close_after } => {
+                State::Writing { close_after, log } => {
                     let close_after = *close_after;
-                    match self.out.write_nonblocking() {
+                    let written = self.out.write_nonblocking();
+                    if !matches!(written, Ok(WriteStatus::WouldBlock)) || expired {
+                        if let Some(log) = log.take() {
+                            let gone = !matches!(written, Ok(WriteStatus::Done));
+                            self.log_deferred(cx, *log, gone);
+                        }
+                    }
+                    match written {
                         Ok(WriteStatus::Done) if close_after => return Next::Close,
                         Ok(WriteStatus::Done) => {
                             self.state = State::Head;
@@ -671,6 +685,8 @@ impl Conn {
                 remote_addr: &self.remote_addr,
                 remote_port: &self.remote_port,
                 listener: self.listener,
+                method: summary.method,
+                uri: summary.target,
             },
             &mut self.out,
             summary.version,
@@ -695,47 +711,136 @@ impl Conn {
                 &format!("max-requests reached ({requests} requests)"),
             );
         }
-        if shared.log_requests && !outcome.client_gone {
-            let header = LogHeaders {
-                buf: &self.rbuf,
-                headers: &self.headers,
-                vars: &self.vars,
-                uwsgi: matches!(head, Parsed::Uwsgi(_)),
+        let record = LogRecord {
+            requests,
+            total,
+            started,
+            core: cx.core,
+            outcome,
+        };
+        if shared.log_requests && !self.out.tail.is_empty() && !record.outcome.client_gone {
+            // A large body the event loop finishes sending: log it once we
+            // know how much of it the client took. The request head stays
+            // in `rbuf` until then (nothing is read while writing).
+            let head_len = record.outcome.headers_bytes.min(self.out.buf.len());
+            let response_head = if self.out.buf.starts_with(b"HTTP/") {
+                self.out.buf[..head_len].to_vec()
+            } else {
+                Vec::new()
             };
-            cx.log.request(crate::logging::RequestLine {
-                pid: shared.pid,
-                requests,
-                total,
-                remote_addr: summary.remote_addr.unwrap_or(&self.remote_addr),
-                vars: outcome.vars,
-                vars_bytes: outcome.vars_bytes,
-                ctime: cx.clock.ctime(),
-                method: summary.method,
-                uri: summary.target,
-                body_bytes: outcome.body_bytes,
-                micros: started.elapsed().as_micros() as u64,
-                protocol: summary.protocol,
-                status: outcome.status,
-                headers: outcome.headers_count,
-                headers_bytes: outcome.headers_bytes,
-                core: cx.core,
-                via_sendfile: outcome.via_sendfile,
-                header: &header,
-                response_head: &self.out.buf,
-            });
-        } else if outcome.client_gone {
-            tracing::debug!("client {} went away during the response", self.remote_addr);
+            self.state = State::Writing {
+                close_after: !record.outcome.keep_alive,
+                log: Some(Box::new(PendingLog {
+                    head,
+                    consumed,
+                    record,
+                    response_head,
+                })),
+            };
+            cx.body_scratch.clear();
+            return;
+        }
+        if record.outcome.client_gone {
+            // What the client took: what the app produced less what is
+            // still unsent (framing bytes make this a slight undercount).
+            let unsent = self.out.pending_len() as u64;
+            self.client_went_away(&head, &record, unsent);
+        }
+        if shared.log_requests {
+            let unsent = if record.outcome.client_gone {
+                self.out.pending_len() as u64
+            } else {
+                0
+            };
+            self.log_request(cx, &head, &record, unsent, &self.out.buf);
         }
         cx.body_scratch.clear();
+        self.finish_request(consumed, shared);
+        self.state = State::Writing {
+            close_after: !record.outcome.keep_alive,
+            log: None,
+        };
+    }
+
+    /// Drops the served request from `rbuf`; a pipelined head behind it
+    /// starts its clock now.
+    fn finish_request(&mut self, consumed: usize, shared: &super::Shared) {
         self.rbuf.drain(..consumed.min(self.rbuf.len()));
         self.head_started_ms = if self.rbuf.is_empty() {
             0
         } else {
             shared.clock.now_ms()
         };
-        self.state = State::Writing {
-            close_after: !outcome.keep_alive,
+    }
+
+    /// The one line saying a client left before its response was complete
+    /// (uWSGI logs a write error); the request line is logged as well.
+    fn client_went_away(&self, head: &Parsed, record: &LogRecord, unsent: u64) {
+        let summary = Summary::of(&self.rbuf, head);
+        tracing::info!(
+            "client {} went away during {} {}: {} of {} body bytes sent",
+            self.remote_addr,
+            String::from_utf8_lossy(summary.method),
+            String::from_utf8_lossy(summary.target),
+            record.outcome.body_bytes.saturating_sub(unsent),
+            record.outcome.body_bytes
+        );
+    }
+
+    /// Logs a request whose line waited for the end of its send.
+    fn log_deferred(&mut self, cx: &mut ThreadCx<'_>, log: PendingLog, gone: bool) {
+        let unsent = if gone {
+            self.out.pending_len() as u64
+        } else {
+            0
         };
+        if gone {
+            self.client_went_away(&log.head, &log.record, unsent);
+        }
+        self.log_request(cx, &log.head, &log.record, unsent, &log.response_head);
+        self.finish_request(log.consumed, cx.shared);
+    }
+
+    /// Writes the access-log line of an app request; `unsent`: body bytes
+    /// the client did not take.
+    fn log_request(
+        &self,
+        cx: &mut ThreadCx<'_>,
+        head: &Parsed,
+        record: &LogRecord,
+        unsent: u64,
+        response_head: &[u8],
+    ) {
+        let shared = cx.shared;
+        let outcome = &record.outcome;
+        let summary = Summary::of(&self.rbuf, head);
+        let header = LogHeaders {
+            buf: &self.rbuf,
+            headers: &self.headers,
+            vars: &self.vars,
+            uwsgi: matches!(head, Parsed::Uwsgi(_)),
+        };
+        cx.log.request(crate::logging::RequestLine {
+            pid: shared.pid,
+            requests: record.requests,
+            total: record.total,
+            remote_addr: summary.remote_addr.unwrap_or(&self.remote_addr),
+            vars: outcome.vars,
+            vars_bytes: outcome.vars_bytes,
+            ctime: cx.clock.ctime(),
+            method: summary.method,
+            uri: summary.target,
+            body_bytes: outcome.body_bytes.saturating_sub(unsent),
+            micros: record.started.elapsed().as_micros() as u64,
+            protocol: summary.protocol,
+            status: outcome.status,
+            headers: outcome.headers_count,
+            headers_bytes: outcome.headers_bytes,
+            core: record.core,
+            via_sendfile: outcome.via_sendfile,
+            header: &header,
+            response_head,
+        });
     }
 
     /// Sends the head, then the file. Ok(Some(close_after)) when done,
@@ -819,7 +924,10 @@ impl Conn {
                 let date = cx.clock.http_date();
                 super::output::push_error_response(&mut self.out.buf, status, &date);
                 self.rbuf.drain(..consumed.min(self.rbuf.len()));
-                self.state = State::Writing { close_after: true };
+                self.state = State::Writing {
+                    close_after: true,
+                    log: None,
+                };
                 return true;
             }
             Lookup::File(resolved) => resolved,
@@ -912,6 +1020,7 @@ impl Conn {
             },
             None => State::Writing {
                 close_after: !keep_alive,
+                log: None,
             },
         };
         true
@@ -921,6 +1030,24 @@ impl Conn {
     pub fn mark_fresh(&mut self) {
         self.head_started_ms = u64::MAX;
     }
+}
+
+/// The numbers of an app request's access-log line, known when the app is done.
+struct LogRecord {
+    requests: u64,
+    total: u64,
+    started: Instant,
+    core: usize,
+    outcome: crate::wsgi::Outcome,
+}
+
+/// An access-log line waiting for the end of its response's send, with the
+/// request head it names (still at the front of `rbuf`).
+struct PendingLog {
+    head: Parsed,
+    consumed: usize,
+    record: LogRecord,
+    response_head: Vec<u8>,
 }
 
 /// What the server itself reads from a request head, of either protocol,

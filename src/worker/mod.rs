@@ -12,7 +12,9 @@
 //! without the GIL, takes the GIL only to run the app, and writes without it.
 //! That runs the app on the thread that parsed the request (no handoff, no
 //! GIL ping-pong, DESIGN §7), while a slow client only ever costs a parked
-//! connection, never a thread (DESIGN §2.2). The main thread is the reaper:
+//! connection, never a thread (DESIGN §2.2): a response the app has
+//! finished producing is finished by the event loop (see [`output`]); only
+//! a generator still producing waits for a slow reader, bounded. The main thread is the reaper:
 //! timeouts, listener back-pressure and the graceful drain on SIGTERM.
 
 pub mod accept;
@@ -352,6 +354,10 @@ fn thread_main(shared: &Shared, core: usize) {
     loop {
         cx.log.flush();
         let n = shared.poller.wait(&mut events, 1000);
+        if n == 0 {
+            // Idle: drop the app's response objects sent since the last request.
+            shared.wsgi.release_held(&cx.thread_state);
+        }
         for ev in &events[..n] {
             let token = ev.u64;
             if (token as usize) < shared.listeners.len() {

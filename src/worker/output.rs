@@ -2,22 +2,217 @@
 //! it to the socket.
 //!
 //! Small responses are buffered whole and written by the event loop without
-//! blocking (it parks the connection on EAGAIN). Streaming responses larger
-//! than [`FLUSH_THRESHOLD`] are flushed while the app still runs; those
-//! flushes wait for the socket with the GIL released, bounded by the send
-//! timeout. That bounds memory per connection.
+//! blocking (it parks the connection on EAGAIN): one buffer, one write.
+//!
+//! Body pieces that would take the buffer past [`FLUSH_THRESHOLD`] are not
+//! copied: they follow the buffer as a [`Tail`] of
+//! segments that reference the app's own `bytes` objects ([`HeldBytes`]),
+//! written with one `sendmsg` per batch of segments. A response the app has
+//! finished producing (a list, or a generator's last chunk) is therefore
+//! handed to the event loop whole, however large, and the app thread moves
+//! on while the socket drains (DESIGN §2.2). A generator that keeps
+//! producing while more than [`FLUSH_THRESHOLD`] bytes are pending waits for
+//! the socket before its next chunk, with the GIL released and bounded by
+//! the send timeout: that bounds what a streaming response holds.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
-/// Buffered response bytes above which a streaming response is flushed.
+use crate::wsgi::held::HeldBytes;
+
+/// Pending response bytes above which a streaming response waits for the
+/// socket before producing more, and past which body bytes are not copied.
 pub const FLUSH_THRESHOLD: usize = 256 * 1024;
+
+/// Segments per `sendmsg` (well under IOV_MAX).
+const MAX_IOV: usize = 64;
 
 pub struct Output {
     pub buf: Vec<u8>,
+    /// What follows `buf` on the wire; empty for every small response.
+    pub tail: Tail,
     pub fd: RawFd,
     pub send_timeout: Duration,
+}
+
+/// A piece of response after the buffer.
+pub enum Segment {
+    /// Bytes of an app's `bytes` object, sent from it.
+    Held(HeldBytes),
+    /// Bytes we framed ourselves (chunk headers, small pieces) between them.
+    Copied(Vec<u8>),
+}
+
+impl Segment {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Segment::Held(h) => h.as_slice(),
+            Segment::Copied(v) => v,
+        }
+    }
+}
+
+/// The segments after the buffer, in wire order; `sent` bytes of the first
+/// one are already out.
+#[derive(Default)]
+pub struct Tail {
+    segments: VecDeque<Segment>,
+    sent: usize,
+}
+
+impl Tail {
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// Bytes still to send.
+    pub fn len(&self) -> usize {
+        self.segments.iter().map(|s| s.bytes().len()).sum::<usize>() - self.sent
+    }
+
+    pub fn clear(&mut self) {
+        self.segments.clear();
+        self.sent = 0;
+    }
+
+    pub fn hold(&mut self, bytes: HeldBytes) {
+        if !bytes.as_slice().is_empty() {
+            self.segments.push_back(Segment::Held(bytes));
+        }
+    }
+
+    /// The buffer that copied bytes go to after the last held segment.
+    fn copy_buf(&mut self) -> &mut Vec<u8> {
+        if !matches!(self.segments.back(), Some(Segment::Copied(_))) {
+            self.segments.push_back(Segment::Copied(Vec::new()));
+        }
+        match self.segments.back_mut() {
+            Some(Segment::Copied(v)) => v,
+            _ => unreachable!("a Copied segment was just pushed"),
+        }
+    }
+
+    /// Moves `other`'s segments after ours.
+    fn append(&mut self, other: &mut Tail) {
+        if self.segments.is_empty() {
+            std::mem::swap(self, other);
+            return;
+        }
+        if other.sent > 0 {
+            if let Some(first) = other.segments.pop_front() {
+                self.copy_buf()
+                    .extend_from_slice(&first.bytes()[other.sent..]);
+            }
+            other.sent = 0;
+        }
+        self.segments.append(&mut other.segments);
+    }
+
+    /// Drops `n` sent bytes from the front.
+    fn consume(&mut self, mut n: usize) {
+        while n > 0 {
+            let Some(front) = self.segments.front() else {
+                return;
+            };
+            let left = front.bytes().len() - self.sent;
+            if n < left {
+                self.sent += n;
+                return;
+            }
+            n -= left;
+            self.sent = 0;
+            self.segments.pop_front();
+        }
+    }
+}
+
+/// The buffer in front of where the next bytes go: `buf` while nothing
+/// follows it, else a copied segment at the end of `tail`.
+pub fn append_target<'a>(buf: &'a mut Vec<u8>, tail: &'a mut Tail) -> &'a mut Vec<u8> {
+    if tail.is_empty() {
+        buf
+    } else {
+        tail.copy_buf()
+    }
+}
+
+/// Moves `src` (buffer and tail) after `dst`, keeping wire order.
+pub fn append_pending(dst: (&mut Vec<u8>, &mut Tail), src: (&mut Vec<u8>, &mut Tail)) {
+    let (dst_buf, dst_tail) = dst;
+    let (src_buf, src_tail) = src;
+    if !src_buf.is_empty() {
+        append_target(dst_buf, dst_tail).extend_from_slice(src_buf);
+        src_buf.clear();
+    }
+    dst_tail.append(src_tail);
+}
+
+/// Sends `buf` then `tail` without waiting: one `sendmsg` per batch of
+/// segments. Ok(true) when everything went.
+pub fn send_vectored(
+    fd: RawFd,
+    buf: &mut Vec<u8>,
+    tail: &mut Tail,
+    flags: libc::c_int,
+) -> io::Result<bool> {
+    loop {
+        let mut iov: [libc::iovec; MAX_IOV] = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        let mut n_iov = 0;
+        if !buf.is_empty() {
+            iov[0] = libc::iovec {
+                iov_base: buf.as_ptr() as *mut libc::c_void,
+                iov_len: buf.len(),
+            };
+            n_iov = 1;
+        }
+        for (i, seg) in tail.segments.iter().enumerate() {
+            if n_iov == MAX_IOV {
+                break;
+            }
+            let bytes = if i == 0 {
+                &seg.bytes()[tail.sent..]
+            } else {
+                seg.bytes()
+            };
+            if bytes.is_empty() {
+                continue;
+            }
+            iov[n_iov] = libc::iovec {
+                iov_base: bytes.as_ptr() as *mut libc::c_void,
+                iov_len: bytes.len(),
+            };
+            n_iov += 1;
+        }
+        if n_iov == 0 {
+            tail.clear();
+            return Ok(true);
+        }
+        // SAFETY: a zeroed msghdr is valid; we set only the iovec fields.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = n_iov as _;
+        // SAFETY: every iovec points into memory alive for the call (buf,
+        // and segments we own); fd is a socket we own.
+        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL | flags) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Ok(false),
+                _ => return Err(e),
+            }
+        }
+        let mut n = n as usize;
+        let from_buf = n.min(buf.len());
+        buf.drain(..from_buf);
+        n -= from_buf;
+        tail.consume(n);
+    }
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -94,6 +289,7 @@ impl Output {
     pub fn new(fd: RawFd, send_timeout: Duration) -> Output {
         Output {
             buf: Vec::with_capacity(16 * 1024),
+            tail: Tail::default(),
             fd,
             send_timeout,
         }
@@ -111,7 +307,24 @@ impl Output {
         self.write_with_flags(libc::MSG_MORE)
     }
 
+    /// Bytes not yet sent.
+    pub fn pending_len(&self) -> usize {
+        self.buf.len() + self.tail.len()
+    }
+
+    /// Where the next copied bytes go, after everything pending.
+    pub fn append_buf(&mut self) -> &mut Vec<u8> {
+        append_target(&mut self.buf, &mut self.tail)
+    }
+
     fn write_with_flags(&mut self, flags: libc::c_int) -> Result<WriteStatus, SendError> {
+        if !self.tail.is_empty() {
+            return match send_vectored(self.fd, &mut self.buf, &mut self.tail, flags) {
+                Ok(true) => Ok(WriteStatus::Done),
+                Ok(false) => Ok(WriteStatus::WouldBlock),
+                Err(e) => Err(SendError::Closed(e)),
+            };
+        }
         let mut sent = 0;
         let result = loop {
             if sent == self.buf.len() {
@@ -197,7 +410,69 @@ pub fn push_error_response(out: &mut Vec<u8>, status: u16, date: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use super::push_error_response;
+    use super::*;
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::net::UnixStream;
+
+    fn tail_of(pieces: &[&[u8]]) -> Tail {
+        let mut t = Tail::default();
+        for p in pieces {
+            t.segments.push_back(Segment::Copied(p.to_vec()));
+        }
+        t
+    }
+
+    #[test]
+    fn a_tail_goes_out_after_the_buffer_in_order_across_partial_sends() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let big = vec![7u8; 1 << 20];
+        let mut buf = b"head|".to_vec();
+        let mut tail = tail_of(&[&big, b"|mid|", &big, b"|end"]);
+        let total = 5 + big.len() * 2 + 5 + 4;
+        assert_eq!(tail.len(), total - 5);
+        let mut got = Vec::new();
+        let mut chunk = vec![0; 64 * 1024];
+        loop {
+            let done = send_vectored(a.as_raw_fd(), &mut buf, &mut tail, 0).unwrap();
+            assert!(buf.len() + tail.len() + got.len() <= total);
+            if done {
+                break;
+            }
+            let n = b.read(&mut chunk).unwrap();
+            got.extend_from_slice(&chunk[..n]);
+        }
+        drop(a);
+        b.read_to_end(&mut got).unwrap();
+        let mut want = b"head|".to_vec();
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"|mid|");
+        want.extend_from_slice(&big);
+        want.extend_from_slice(b"|end");
+        assert!(got == want, "bytes out of order or lost");
+    }
+
+    #[test]
+    fn appending_keeps_wire_order_behind_a_partly_sent_tail() {
+        let mut buf = Vec::new();
+        let mut tail = tail_of(&[b"abc", b"def"]);
+        tail.consume(2);
+        let (mut b2, mut t2) = (b"xy".to_vec(), tail_of(&[b"z"]));
+        append_pending((&mut buf, &mut tail), (&mut b2, &mut t2));
+        append_target(&mut buf, &mut tail).extend_from_slice(b"!");
+        let mut dst = Vec::new();
+        let mut dst_tail = Tail::default();
+        append_pending((&mut dst, &mut dst_tail), (&mut buf, &mut tail));
+        let flat: Vec<u8> =
+            dst.iter()
+                .copied()
+                .chain(dst_tail.segments.iter().enumerate().flat_map(|(i, s)| {
+                    s.bytes()[if i == 0 { dst_tail.sent } else { 0 }..].to_vec()
+                }))
+                .collect();
+        assert_eq!(flat, b"cdefxyz!");
+    }
 
     #[test]
     fn error_responses_carry_a_date() {

@@ -4,8 +4,9 @@
 //! A connection is owned by exactly one thread while it is handled; it is
 //! "parked" when re-armed in epoll. Parked connections have a deadline the
 //! reaper thread checks: on expiry it sets `expired` and shuts the socket's
-//! read side, which wakes the connection with EOF so a worker thread can
-//! answer 408 or close it. The reaper never touches a connection's state.
+//! read side (both sides for a connection waiting to send), which wakes the
+//! connection so a worker thread can answer 408 or close it. The reaper
+//! never touches a connection's state.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -250,9 +251,18 @@ impl Registry {
             if deadline <= now_ms || (drain_idle && idle) {
                 timer.expired.store(true, Ordering::Release);
                 timer.deadline_ms.store(0, Ordering::Relaxed);
+                // A connection waiting to send is registered for EPOLLOUT
+                // only, which shutting the read side does not report;
+                // shutting the write side too (it is closing anyway) makes
+                // the socket writable, so it wakes and sees the expiry.
+                let how = if timer.wait_kind() == Wait::Send as u8 {
+                    libc::SHUT_RDWR
+                } else {
+                    libc::SHUT_RD
+                };
                 // SAFETY: the fd stays open while the timer is registered
                 // (remove() happens before close, under this same lock).
-                unsafe { libc::shutdown(timer.fd, libc::SHUT_RD) };
+                unsafe { libc::shutdown(timer.fd, how) };
             }
         }
         open

@@ -16,8 +16,12 @@
 //!   after it began: a per-worker timer thread sends it then, while the app
 //!   is still busy producing (or blocked in) its next chunk. The timer thread
 //!   only ever sends without blocking; what the socket does not take stays
-//!   pending for the app thread, which waits for the socket with the GIL
-//!   released as before.
+//!   pending. The app thread waits for the socket (GIL released) only
+//!   before producing more while [`FLUSH_THRESHOLD`] bytes are pending; what
+//!   is pending when the response ends goes to the event loop.
+//! - A chunk the socket does not take whole at once (a large one, held
+//!   uncopied, see [`super::output::Tail`]) becomes the pending batch, so
+//!   the timer thread goes on sending it while the app produces the next.
 //!
 //! The delay is `stream-flush-us` (default 1000 µs); 0 sends every chunk at
 //! once. Ownership of the socket is simple: the timer thread touches a
@@ -32,7 +36,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::output::{send_some, Output, SendError, FLUSH_THRESHOLD};
+use super::output::{append_pending, send_vectored, Output, SendError, Tail, FLUSH_THRESHOLD};
 
 /// `stream-flush-us`: the longest a streamed chunk waits for company.
 static DELAY_US: AtomicU64 = AtomicU64::new(1000);
@@ -47,8 +51,10 @@ fn delay() -> Duration {
 
 #[derive(Default)]
 struct SlotState {
-    /// Bytes produced but not yet sent, oldest first.
+    /// Bytes produced but not yet sent, oldest first: `buf`, then `tail`
+    /// (large pieces sent from the app's objects, see [`Tail`]).
     buf: Vec<u8>,
+    tail: Tail,
     fd: RawFd,
     /// When the timer thread must send `buf` (set while `buf` is non-empty).
     due: Option<Instant>,
@@ -58,6 +64,16 @@ struct SlotState {
     failed: bool,
     /// The last chunk sent at once by the app thread.
     last_direct: Option<Instant>,
+}
+
+impl SlotState {
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty() && self.tail.is_empty()
+    }
+
+    fn pending_len(&self) -> usize {
+        self.buf.len() + self.tail.len()
+    }
 }
 
 /// One app thread's pending stream bytes.
@@ -142,22 +158,25 @@ fn send_due(slot: &Slot, now: Instant) -> Option<Instant> {
         other => return other,
     }
     let mut batch = std::mem::take(&mut g.buf);
+    let mut batch_tail = std::mem::take(&mut g.tail);
     let fd = g.fd;
     g.busy = true;
     drop(g);
-    let result = send_nonblocking(fd, &batch);
+    let result = send_vectored(fd, &mut batch, &mut batch_tail, 0);
     let mut g = slot.lock();
     g.busy = false;
     match result {
-        Ok(sent) if sent < batch.len() => {
+        Ok(false) => {
             // The socket is full: keep the rest in front of anything newer.
-            batch.drain(..sent);
-            batch.extend_from_slice(&g.buf);
+            let (mut newer, mut newer_tail) =
+                (std::mem::take(&mut g.buf), std::mem::take(&mut g.tail));
+            append_pending((&mut batch, &mut batch_tail), (&mut newer, &mut newer_tail));
             g.buf = batch;
+            g.tail = batch_tail;
             g.due = Some(now + delay());
         }
-        Ok(_) => {
-            if g.buf.is_empty() {
+        Ok(true) => {
+            if g.is_empty() {
                 batch.clear();
                 g.buf = batch; // keep the allocation
                 g.due = None;
@@ -168,6 +187,7 @@ fn send_due(slot: &Slot, now: Instant) -> Option<Instant> {
         Err(_) => {
             g.failed = true;
             g.buf.clear();
+            g.tail.clear();
             g.due = None;
         }
     }
@@ -175,18 +195,6 @@ fn send_due(slot: &Slot, now: Instant) -> Option<Instant> {
     drop(g);
     slot.idle.notify_all();
     due
-}
-
-fn send_nonblocking(fd: RawFd, data: &[u8]) -> io::Result<usize> {
-    let mut sent = 0;
-    while sent < data.len() {
-        match send_some(fd, &data[sent..]) {
-            Ok(n) => sent += n,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(sent)
 }
 
 static TIMER: OnceLock<Arc<Timer>> = OnceLock::new();
@@ -233,7 +241,8 @@ fn my_slot() -> Arc<Slot> {
 /// What [`push`] did with the bytes in `out.buf`.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Pushed {
-    /// Sent (or left in `out.buf` because the socket is full, as before).
+    /// Sent, or what the socket did not take is left in `out` (the
+    /// pending batch was busy).
     Now,
     /// Moved to this thread's pending batch.
     Deferred,
@@ -256,15 +265,25 @@ pub fn push(out: &mut Output, first: bool) -> Result<Pushed, SendError> {
     if g.failed {
         return Err(gone());
     }
-    if g.buf.is_empty() && !g.busy {
+    if g.is_empty() && !g.busy {
         let quiet = g.last_direct.is_none_or(|t| now - t >= delay);
         if first || quiet {
             g.last_direct = Some(now);
             drop(g);
             out.write_nonblocking()?;
-            return Ok(Pushed::Now);
+            if out.tail.is_empty() {
+                return Ok(Pushed::Now);
+            }
+            // A large piece the socket did not take whole: the timer thread
+            // goes on sending it while the app produces its next block
+            // (PEP 3333's "continue transmission").
+            g = slot.lock();
+            if g.failed || !g.is_empty() || g.busy {
+                return Ok(Pushed::Now);
+            }
         }
         std::mem::swap(&mut g.buf, &mut out.buf);
+        std::mem::swap(&mut g.tail, &mut out.tail);
         g.fd = out.fd;
         let due = now + delay;
         g.due = Some(due);
@@ -273,16 +292,25 @@ pub fn push(out: &mut Output, first: bool) -> Result<Pushed, SendError> {
         return Ok(Pushed::Deferred);
     }
     // A batch is pending (or being sent by the timer thread): join it.
-    g.buf.extend_from_slice(&out.buf);
-    out.buf.clear();
+    let SlotState { buf, tail, .. } = &mut *g;
+    append_pending((buf, tail), (&mut out.buf, &mut out.tail));
     if g.due.is_none() {
         // The timer thread is mid-send and will re-arm on return.
         g.due = Some(now + delay);
     }
-    Ok(if g.buf.len() >= FLUSH_THRESHOLD {
+    Ok(if g.pending_len() >= FLUSH_THRESHOLD {
         Pushed::FlushNeeded
     } else {
         Pushed::Deferred
+    })
+}
+
+/// Bytes this thread's batch holds (0 when it has none).
+pub fn pending_len() -> usize {
+    SLOT.with(|s| {
+        s.borrow()
+            .as_ref()
+            .map_or(0, |slot| slot.lock().pending_len())
     })
 }
 
@@ -301,12 +329,15 @@ pub fn reclaim(out: &mut Output) -> Result<(), SendError> {
     g.due = None;
     if std::mem::take(&mut g.failed) {
         g.buf.clear();
+        g.tail.clear();
         return Err(gone());
     }
-    if !g.buf.is_empty() {
-        g.buf.extend_from_slice(&out.buf);
-        std::mem::swap(&mut g.buf, &mut out.buf);
-        g.buf.clear();
+    if !g.is_empty() {
+        let SlotState { buf, tail, .. } = &mut *g;
+        append_pending((buf, tail), (&mut out.buf, &mut out.tail));
+        std::mem::swap(buf, &mut out.buf);
+        std::mem::swap(tail, &mut out.tail);
+        buf.clear();
     }
     Ok(())
 }

@@ -5,12 +5,14 @@
 //! - [`input`]: `wsgi.input` over the already-read body.
 //! - [`response`]: `start_response`, `write()`, framing of the app's output.
 //! - [`file_wrapper`]: `wsgi.file_wrapper` with sendfile.
+//! - [`held`]: the app's `bytes` objects lent to the I/O side uncopied.
 //!
 //! The worker calls [`Wsgi::boot`] once, then [`Wsgi::handle`] per request
 //! from its threads, each of which holds a [`ThreadState`].
 
 pub mod environ;
 pub mod file_wrapper;
+pub mod held;
 pub mod input;
 pub mod interpreter;
 pub mod py;
@@ -60,6 +62,9 @@ pub struct Request<'a> {
     pub remote_addr: &'a str,
     pub remote_port: &'a str,
     pub listener: usize,
+    /// The method and target as sent, for messages about this request.
+    pub method: &'a [u8],
+    pub uri: &'a [u8],
 }
 
 /// What the connection and the access log need to know afterwards.
@@ -181,7 +186,12 @@ impl Wsgi {
         listeners: &[ListenerEnv],
     ) -> Result<Wsgi, BootError> {
         let report = |e: PyErr| {
-            e.print(py);
+            // Not `e.print()`: PyErr_Print exits the process on SystemExit
+            // (an app calling sys.exit() at import), with the app's status
+            // instead of ours, and without a traceback.
+            e.restore(py);
+            // SAFETY: GIL held (inside Python::attach); the error is set.
+            unsafe { py::print_error() };
             BootError::App
         };
         let source = CString::new(SUPPORT_SOURCE).expect("support.py has no NUL");
@@ -310,6 +320,10 @@ impl Wsgi {
     ) -> Outcome {
         // SAFETY: ts belongs to this thread and the GIL is not held here.
         unsafe { ffi::PyEval_RestoreThread(ts.0) };
+        // Free the previous large response's objects before this app
+        // allocates its own, so the allocator reuses their warm memory.
+        // SAFETY: GIL held.
+        unsafe { held::release_deferred() };
         let mut ex = Exchange::new(
             out,
             version,
@@ -319,6 +333,8 @@ impl Wsgi {
             self.write.as_ptr(),
         );
         ex.uwsgi = uwsgi;
+        ex.method = req.method;
+        ex.uri = req.uri;
         let mut outcome = Outcome::default();
         // SAFETY: GIL held from here to PyEval_SaveThread below.
         unsafe {
@@ -331,12 +347,12 @@ impl Wsgi {
                         ex.abort();
                     }
                 }
-                None => {
-                    py::print_error();
-                    ex.fail(500);
-                }
+                None => self.app_error(&mut ex),
             }
             ex.release();
+            // The app's objects the I/O side finished sending since the last
+            // request: we hold the GIL now anyway.
+            held::release_deferred();
             ffi::PyEval_SaveThread();
         }
         outcome.status = ex.code;
@@ -348,6 +364,21 @@ impl Wsgi {
         outcome.client_gone = ex.client_gone;
         outcome.via_sendfile = VIA_SENDFILE.replace(false);
         outcome
+    }
+
+    /// Releases the app's objects the I/O side finished sending, taking the
+    /// GIL with `ts` (an idle thread's chore; see [`held`]).
+    pub fn release_held(&self, ts: &ThreadState) {
+        if !held::any_deferred() {
+            return;
+        }
+        // SAFETY: ts belongs to this thread, which does not hold the GIL;
+        // it is released again before returning.
+        unsafe {
+            ffi::PyEval_RestoreThread(ts.0);
+            held::release_deferred();
+            ffi::PyEval_SaveThread();
+        }
     }
 
     /// Calls the app and consumes its result; always calls `close()` once.
@@ -373,8 +404,20 @@ impl Wsgi {
         }
     }
 
-    /// An exception from the app: 500 if nothing was sent yet, else abort.
+    /// An exception from the app (any `BaseException`, `SystemExit`
+    /// included): logged with the request it broke and its traceback; 500 if
+    /// nothing was sent yet, else the connection is aborted.
     unsafe fn app_error(&self, ex: &mut Exchange<'_>) {
+        tracing::error!(
+            "exception while serving {} {}: {}",
+            String::from_utf8_lossy(ex.method),
+            String::from_utf8_lossy(ex.uri),
+            if ex.headers_sent {
+                "aborting the response"
+            } else {
+                "500"
+            }
+        );
         // SAFETY: GIL held by the caller and an exception is set.
         unsafe { py::print_error() };
         if ex.headers_sent {
@@ -462,7 +505,7 @@ impl Wsgi {
                     ex.send_headers(Some(total))?;
                 }
                 for i in 0..n {
-                    // Re-check: an item may be replaced while we flush without the GIL.
+                    // Re-check: the list may have changed since it was measured.
                     let it = item(i);
                     if ffi::PyBytes_Check(it) == 0 {
                         py::raise(
@@ -471,7 +514,7 @@ impl Wsgi {
                         );
                         return Err(());
                     }
-                    ex.body(py::bytes_of(it))?;
+                    ex.body(it);
                 }
                 ex.finish();
                 return Ok(());
@@ -501,10 +544,11 @@ impl Wsgi {
             // and tuples (whose length is known up front) get a
             // Content-Length from us; other iterables stream.
             while let Some(chunk) = next(&iter)? {
+                ex.make_room()?;
                 if !ex.headers_sent {
                     ex.send_headers(None)?;
                 }
-                ex.body(py::bytes_of(chunk.as_ptr()))?;
+                ex.body(chunk.as_ptr());
                 ex.stream_chunk()?;
             }
             if !ex.headers_sent {

@@ -127,11 +127,45 @@ pub unsafe fn raise_msg(exc: *mut ffi::PyObject, msg: &str) {
     unsafe { ffi::PyErr_SetString(exc, c.as_ptr()) }
 }
 
-/// Prints and clears the current Python exception (to `sys.stderr`, i.e. the log).
+/// Prints and clears the current Python exception (to `sys.stderr`, i.e. the
+/// log), whatever its class.
+///
+/// Not `PyErr_Print`/`PyErr_PrintEx`: on `SystemExit` those do not print but
+/// call `exit()` (Python's `handle_system_exit`), which from an app thread
+/// tries to finalize the interpreter under the other threads' feet and hangs
+/// the request, the thread and the worker's shutdown. `PyErr_Display` only
+/// prints, so a `sys.exit()` in a view is an app error like any other.
 ///
 /// # Safety
-/// The GIL is held and an exception is set.
+/// The GIL is held.
 pub unsafe fn print_error() {
-    // SAFETY: GIL held; PyErr_PrintEx(0) clears the error indicator.
-    unsafe { ffi::PyErr_PrintEx(0) }
+    // SAFETY: GIL held; Fetch hands us the three references (or NULLs),
+    // which we release after displaying them.
+    unsafe {
+        let (mut t, mut v, mut tb) = (
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        );
+        ffi::PyErr_Fetch(&mut t, &mut v, &mut tb);
+        if t.is_null() {
+            return;
+        }
+        ffi::PyErr_NormalizeException(&mut t, &mut v, &mut tb);
+        if !tb.is_null() && !v.is_null() {
+            ffi::PyException_SetTraceback(v, tb);
+        }
+        let none = ffi::Py_None();
+        ffi::PyErr_Display(
+            t,
+            if v.is_null() { none } else { v },
+            if tb.is_null() { none } else { tb },
+        );
+        // Displaying can itself fail (a broken sys.stderr): never leave an
+        // error set behind, it would surface in an unrelated call.
+        ffi::PyErr_Clear();
+        ffi::Py_XDECREF(t);
+        ffi::Py_XDECREF(v);
+        ffi::Py_XDECREF(tb);
+    }
 }

@@ -16,6 +16,7 @@ use std::ptr;
 use capataz_proto::http1::{self as h1, Version};
 use pyo3::ffi;
 
+use super::held::HeldBytes;
 use super::py::{self, Owned};
 use crate::worker::output::{Output, FLUSH_THRESHOLD};
 use crate::worker::stream::{self, Pushed};
@@ -62,6 +63,9 @@ pub struct Exchange<'o> {
     /// A streamed chunk went out (or is pending): later ones may be batched.
     streamed: bool,
     write_fn: *mut ffi::PyObject,
+    /// The request's method and target, for error messages.
+    pub method: &'o [u8],
+    pub uri: &'o [u8],
 }
 
 impl<'o> Exchange<'o> {
@@ -94,6 +98,8 @@ impl<'o> Exchange<'o> {
             uwsgi: false,
             streamed: false,
             write_fn,
+            method: b"",
+            uri: b"",
         }
     }
 
@@ -110,6 +116,7 @@ impl<'o> Exchange<'o> {
     /// Replaces whatever this response produced with a canned error page.
     pub fn fail(&mut self, code: u16) {
         self.out.buf.truncate(self.resp_start);
+        self.out.tail.clear();
         crate::worker::output::push_error_response(&mut self.out.buf, code, self.date);
         self.headers_bytes = self.out.buf.len() - self.resp_start;
         self.code = code;
@@ -263,7 +270,11 @@ impl<'o> Exchange<'o> {
                 Framing::NoBody
             } else if let Some(len) = app_length {
                 Framing::Length { remaining: len }
-            } else if let Some(len) = known_total {
+            } else if let Some(len) = known_total.filter(|_| !self.head_only) {
+                // Not for HEAD: frameworks answer HEAD with an empty body
+                // (Werkzeug's `()`), and a measured `Content-Length: 0` would
+                // contradict the GET. Like gunicorn and uWSGI, HEAD carries
+                // only the length the app itself gave.
                 let mut num = itoa::Buffer::new();
                 h1::push_header(buf, b"Content-Length", num.format(len).as_bytes());
                 count += 1;
@@ -308,41 +319,72 @@ impl<'o> Exchange<'o> {
         }
     }
 
-    /// Appends body bytes with the chosen framing; flushes (GIL released)
-    /// once the buffer passes [`FLUSH_THRESHOLD`]. `Err` = the client is gone.
+    /// Appends the `bytes` object `obj` to the body with the chosen framing.
+    /// Pieces are copied into the buffer (a small response leaves in one
+    /// write), except those that would take it past [`FLUSH_THRESHOLD`],
+    /// which are referenced rather than copied (see
+    /// [`crate::worker::output`]). Never waits for the socket: a streaming
+    /// caller bounds what is pending with [`Self::make_room`].
     ///
     /// # Safety
-    /// The GIL is held.
-    pub unsafe fn body(&mut self, data: &[u8]) -> Result<(), ()> {
+    /// The GIL is held; `obj` is a `bytes` object.
+    pub unsafe fn body(&mut self, obj: *mut ffi::PyObject) {
+        // SAFETY: obj is bytes per the caller; the slice is used while it lives.
+        let data = unsafe { py::bytes_of(obj) };
         if data.is_empty() {
-            return Ok(());
+            return;
         }
-        let buf = &mut self.out.buf;
-        match &mut self.framing {
+        let n = match &mut self.framing {
             Framing::Length { remaining } => {
                 let n = (*remaining).min(data.len() as u64) as usize;
-                buf.extend_from_slice(&data[..n]);
                 *remaining -= n as u64;
-                self.body_bytes += n as u64;
                 if n < data.len() {
                     // More than the app's Content-Length: drop the excess and
                     // close, so the client never reads it as the next response.
                     self.keep_alive = false;
                 }
+                n
             }
-            Framing::Chunked => {
-                h1::push_chunk_header(buf, data.len());
-                buf.extend_from_slice(data);
-                buf.extend_from_slice(b"\r\n");
-                self.body_bytes += data.len() as u64;
-            }
-            Framing::Close => {
-                buf.extend_from_slice(data);
-                self.body_bytes += data.len() as u64;
-            }
-            Framing::NoBody | Framing::Pending => {}
+            Framing::Chunked | Framing::Close => data.len(),
+            Framing::NoBody | Framing::Pending => return,
+        };
+        if n == 0 {
+            return;
         }
-        if self.out.buf.len() >= FLUSH_THRESHOLD {
+        let chunked = self.framing == Framing::Chunked;
+        if chunked {
+            h1::push_chunk_header(self.out.append_buf(), n);
+        }
+        // Hold rather than copy only what would take the buffer past the
+        // flush threshold: a response up to that size is copied and leaves
+        // in one write, exactly as small responses always did.
+        // (Once something is held, what follows is held too, so copies
+        // never grow behind it.)
+        if !self.out.tail.is_empty() || self.out.buf.len() + n > FLUSH_THRESHOLD {
+            // SAFETY: GIL held; n <= the object's length.
+            self.out.tail.hold(unsafe { HeldBytes::new(obj, n) });
+        } else {
+            self.out.append_buf().extend_from_slice(&data[..n]);
+        }
+        if chunked {
+            self.out.append_buf().extend_from_slice(b"\r\n");
+        }
+        self.body_bytes += n as u64;
+    }
+
+    /// Streaming: before the app produces more, waits (GIL released) until
+    /// what is pending is under [`FLUSH_THRESHOLD`], so a generator feeding
+    /// a slow client holds at most that plus one chunk. `Err` = the client
+    /// is gone.
+    ///
+    /// # Safety
+    /// The GIL is held.
+    pub unsafe fn make_room(&mut self) -> Result<(), ()> {
+        let mut pending = self.out.pending_len();
+        if self.streamed && pending < FLUSH_THRESHOLD {
+            pending += stream::pending_len();
+        }
+        if pending >= FLUSH_THRESHOLD {
             // SAFETY: GIL held by the caller.
             unsafe { self.flush_without_gil() }
         } else {
@@ -360,12 +402,13 @@ impl<'o> Exchange<'o> {
     pub unsafe fn stream_chunk(&mut self) -> Result<(), ()> {
         let first = !std::mem::replace(&mut self.streamed, true);
         match stream::push(self.out, first) {
-            Ok(Pushed::Now | Pushed::Deferred) => {
+            // FlushNeeded: the wait, if any, happens before the next chunk
+            // (make_room), never after the last one, which the event loop
+            // finishes sending on its own.
+            Ok(Pushed::Now | Pushed::Deferred | Pushed::FlushNeeded) => {
                 self.resp_start = 0;
                 Ok(())
             }
-            // SAFETY: GIL held by the caller.
-            Ok(Pushed::FlushNeeded) => unsafe { self.flush_without_gil() },
             Err(_) => {
                 self.client_gone = true;
                 Err(())
@@ -408,7 +451,7 @@ impl<'o> Exchange<'o> {
     /// Ends the body: the last chunk, or closing when the framing needs it.
     pub fn finish(&mut self) {
         match self.framing {
-            Framing::Chunked => self.out.buf.extend_from_slice(h1::LAST_CHUNK),
+            Framing::Chunked => self.out.append_buf().extend_from_slice(h1::LAST_CHUNK),
             Framing::Length { remaining } if remaining > 0 => {
                 // The app sent less than its Content-Length: the client would
                 // wait for the rest, so the connection must end.
@@ -429,7 +472,7 @@ impl<'o> Exchange<'o> {
                 n
             }
             Framing::Chunked if len > 0 => {
-                h1::push_chunk_header(&mut self.out.buf, len as usize);
+                h1::push_chunk_header(self.out.append_buf(), len as usize);
                 len
             }
             Framing::Close => len,
@@ -441,7 +484,7 @@ impl<'o> Exchange<'o> {
     pub fn end_file_body(&mut self, sent: u64) {
         self.body_bytes += sent;
         if self.framing == Framing::Chunked {
-            self.out.buf.extend_from_slice(b"\r\n");
+            self.out.append_buf().extend_from_slice(b"\r\n");
         }
     }
 
@@ -601,10 +644,15 @@ pub unsafe extern "C" fn write(
             py::raise(ffi::PyExc_OSError, c"client disconnected");
             return ptr::null_mut();
         }
+        if ex.make_room().is_err() {
+            py::raise(ffi::PyExc_OSError, c"client disconnected");
+            return ptr::null_mut();
+        }
         if !ex.headers_sent && ex.send_headers(None).is_err() {
             return ptr::null_mut();
         }
-        if ex.body(py::bytes_of(data)).is_err() || ex.stream_chunk().is_err() {
+        ex.body(data);
+        if ex.stream_chunk().is_err() {
             py::raise(ffi::PyExc_OSError, c"client disconnected");
             return ptr::null_mut();
         }

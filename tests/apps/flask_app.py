@@ -71,6 +71,11 @@ def stream():
     return Response(generate(), mimetype="text/plain")
 
 
+@app.get("/blob")
+def blob():
+    return b"x" * int(request.args.get("n", "1048576"))
+
+
 @app.get("/json")
 def as_json():
     return jsonify(framework="flask", items=[1, 2, 3], nested={"ok": True})

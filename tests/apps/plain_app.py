@@ -311,6 +311,30 @@ def application(environ, start_response):
     if path == "/error-before":
         raise RuntimeError("boom-before-headers")
 
+    if path == "/blob":
+        # A large body produced in one piece: a list (Content-Length), or a
+        # generator's only chunk without a length (chunked).
+        n = int(q.get("n", "1048576"))
+        data = b"x" * n
+        if q.get("chunked"):
+            start_response("200 OK", [("Content-Type", "application/octet-stream")])
+            return iter([data])
+        start_response("200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(n))])
+        return [data]
+
+    if path == "/sysexit":
+        sys.exit(0)
+
+    if path == "/sysexit-after":
+
+        def gen():
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            yield b"partial;"
+            time.sleep(0.05)
+            sys.exit(3)
+
+        return gen()
+
     if path == "/error-after":
 
         def gen():
