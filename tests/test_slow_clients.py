@@ -261,7 +261,6 @@ def test_a_client_that_leaves_mid_response_is_still_logged(server_factory, targe
     m = s.wait_log(rf"GET {path} => generated (\d+) bytes .*\(HTTP/1\.1 200\)", since=mark, timeout=10)
     sent = int(m.group(1))
     assert 0 < sent < n, f"the log must show the bytes actually sent, not all {n}: {m.group(0)}"
-    s.wait_log(rf"client .* went away during GET {path}", since=mark)
     # The worker goes on serving.
     assert timed_get(s.port, "/hello") < 5
 

@@ -773,11 +773,12 @@ impl Conn {
         };
     }
 
-    /// The one line saying a client left before its response was complete
-    /// (uWSGI logs a write error); the request line is logged as well.
+    /// The one line saying a client left before its response was complete;
+    /// debug level, as client disconnects are (CONVENTIONS). The request line
+    /// is logged as well, with the bytes actually sent.
     fn client_went_away(&self, head: &Parsed, record: &LogRecord, unsent: u64) {
         let summary = Summary::of(&self.rbuf, head);
-        tracing::info!(
+        tracing::debug!(
             "client {} went away during {} {}: {} of {} body bytes sent",
             self.remote_addr,
             String::from_utf8_lossy(summary.method),
