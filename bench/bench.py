@@ -23,6 +23,7 @@ Environment:
   TUNE_ROUNDS   rounds of the granian sweep; each setting scores its best (default 2)
   RESULTS     output markdown path (default bench/results-<date>.md)
   KEEP_TMP    1: keep the temp dir with the servers' stderr and the access log
+  RERENDER    path of a results-<date>.json a run wrote: print its report again
 """
 
 import datetime
@@ -811,14 +812,16 @@ def usable(row):
 
 def comparable(a, b):
     """(a', b', note): the rows to compare for a ratio between combined rows a
-    and b. Rows under different vCPU placements (see XCPU_FAR_NS) are not
-    compared when both sides have rounds under a common one: then each side's
+    and b. Rows under different vCPU placements (see XCPU_FAR_NS), or both
+    "moved", are not compared when both sides have rounds under a common one: then each side's
     best round under that placement is used (near first), and the note says
     so. With no common placement the best rows are compared and the note
     warns that the ratio is not like for like."""
     pa, pb = placement(a), placement(b)
-    if pa == pb or pa is None or pb is None:
+    if (pa == pb and pa != "moved") or pa is None or pb is None:
         return a, b, ""
+    # Two "moved" runs may each have spent most of their time under a
+    # different placement: they are not like for like either.
     for cls in ("near", "far"):
         ra = [r for r in a.get("rounds", [a]) if placement(r) == cls and usable(r)]
         rb = [r for r in b.get("rounds", [b]) if placement(r) == cls and usable(r)]
@@ -1153,7 +1156,20 @@ def targets(by, rss_rows, servers, workloads):
 # ---------------------------------------------------------------- main
 
 
+def rerender(path):
+    """RERENDER=results-<date>.json: the report again from a run's raw rows
+    (after a change to how the report compares rows), without rerunning."""
+    import json
+    with open(path) as f:
+        d = json.load(f)
+    d["started"] = datetime.datetime.fromisoformat(d["started"])
+    sys.stdout.write(report(**d))
+
+
 def main():
+    if os.environ.get("RERENDER"):
+        rerender(os.environ["RERENDER"])
+        return
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     started = datetime.datetime.now().astimezone()
@@ -1235,6 +1251,14 @@ def main():
     with open(out, "w") as f:
         f.write(text)
     log(f"written to {out}")
+    import json
+    raw = os.path.splitext(out)[0] + ".json"
+    with open(raw, "w") as f:
+        json.dump({"rows": rows, "rss_rows": rss_rows, "servers": servers, "workloads": workloads,
+                   "duration": duration, "warmup": warmup, "repeat": repeat, "granian_best": granian_best,
+                   "sweep": sweep, "started": started.isoformat(), "idle_before": idle_before},
+                  f, default=str)
+    log(f"raw rows (for RERENDER=) in {raw}")
 
 
 if __name__ == "__main__":
