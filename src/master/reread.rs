@@ -151,6 +151,16 @@ mod tests {
     }
 
     #[test]
+    fn every_listed_field_is_a_config_field() {
+        // The lists name fields as Config serializes them; a renamed or
+        // misspelt entry would silently stop doing anything.
+        let fields = fields(&Config::default()).unwrap();
+        for name in RESTART_ONLY.iter().chain(UPDATE_ONLY).chain(IGNORED) {
+            assert!(fields.contains_key(*name), "{name} is not a Config field");
+        }
+    }
+
+    #[test]
     fn unchanged_files_keep_runtime_changes() {
         let read = load(BASE);
         let mut running = read.clone();

@@ -740,20 +740,13 @@ impl Conn {
             cx.body_scratch.clear();
             return;
         }
-        if record.outcome.client_gone {
-            // What the client took: what the app produced less what is
-            // still unsent (framing bytes make this a slight undercount).
-            let unsent = self.out.pending_len() as u64;
-            self.client_went_away(&head, &record, unsent);
-        }
-        if shared.log_requests {
-            let unsent = if record.outcome.client_gone {
-                self.out.pending_len() as u64
-            } else {
-                0
-            };
-            self.log_request(cx, &head, &record, unsent, &self.out.buf);
-        }
+        self.report(
+            cx,
+            &head,
+            &record,
+            record.outcome.client_gone,
+            &self.out.buf,
+        );
         cx.body_scratch.clear();
         self.finish_request(consumed, shared);
         self.state = State::Writing {
@@ -790,16 +783,33 @@ impl Conn {
 
     /// Logs a request whose line waited for the end of its send.
     fn log_deferred(&mut self, cx: &mut ThreadCx<'_>, log: PendingLog, gone: bool) {
+        self.report(cx, &log.head, &log.record, gone, &log.response_head);
+        self.finish_request(log.consumed, cx.shared);
+    }
+
+    /// The end of an app request: the debug line if the client left (`gone`)
+    /// and, with logging on, the access-log line with the bytes it took:
+    /// what the app produced less what is still unsent (framing bytes make
+    /// this a slight undercount).
+    fn report(
+        &self,
+        cx: &mut ThreadCx<'_>,
+        head: &Parsed,
+        record: &LogRecord,
+        gone: bool,
+        response_head: &[u8],
+    ) {
         let unsent = if gone {
             self.out.pending_len() as u64
         } else {
             0
         };
         if gone {
-            self.client_went_away(&log.head, &log.record, unsent);
+            self.client_went_away(head, record, unsent);
         }
-        self.log_request(cx, &log.head, &log.record, unsent, &log.response_head);
-        self.finish_request(log.consumed, cx.shared);
+        if cx.shared.log_requests {
+            self.log_request(cx, head, record, unsent, response_head);
+        }
     }
 
     /// Writes the access-log line of an app request; `unsent`: body bytes
