@@ -150,6 +150,34 @@ def test_client_leaving_mid_stream_closes_the_iterable_and_spares_the_worker(srv
     assert r.content == expected(10, 10)
 
 
+def test_a_generator_feeding_a_reader_that_stalls_waits_for_it(tmp_path):
+    """What a generator has produced but the socket has not taken stays
+    bounded (README: it waits once 256 KiB is unsent), in the stream batch
+    as much as in the response buffer; then every byte still arrives."""
+    n, size = 5000, 8192  # 40 MB
+    with Server(
+        ["--wsgi-file", str(APPS / "stream_app.py"), "--threads", "2"],
+        workdir=tmp_path,
+        name="stream-stall",
+    ) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)
+            s.sendall(b"GET /counted?n=%d&size=%d HTTP/1.0\r\nHost: x\r\n\r\n" % (n, size))
+            got = s.recv(1000)
+            time.sleep(1.5)
+            produced = int(requests.get(f"{srv.url}/produced", timeout=5).text)
+            # Loopback send and receive buffers (at most 4 MiB + 32 KiB
+            # here), 256 KiB, a chunk: far from all 40 MB.
+            assert produced < 12 * 1024 * 1024, produced
+            while True:
+                data = s.recv(1 << 20)
+                if not data:
+                    break
+                got += data
+        body = got.split(b"\r\n\r\n", 1)[1]
+        assert hashlib.sha256(body).hexdigest() == hashlib.sha256(expected(n, size)).hexdigest()
+
+
 def test_flush_delay_zero_sends_every_chunk_at_once(tmp_path):
     with Server(
         ["--wsgi-file", str(APPS / "stream_app.py"), "--stream-flush-us", "0"],

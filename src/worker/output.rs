@@ -96,6 +96,9 @@ impl Tail {
 
     /// Moves `other`'s segments after ours.
     fn append(&mut self, other: &mut Tail) {
+        if other.segments.is_empty() {
+            return;
+        }
         if self.segments.is_empty() {
             std::mem::swap(self, other);
             return;
@@ -130,6 +133,7 @@ impl Tail {
 
 /// The buffer in front of where the next bytes go: `buf` while nothing
 /// follows it, else a copied segment at the end of `tail`.
+#[inline]
 pub fn append_target<'a>(buf: &'a mut Vec<u8>, tail: &'a mut Tail) -> &'a mut Vec<u8> {
     if tail.is_empty() {
         buf
@@ -139,6 +143,7 @@ pub fn append_target<'a>(buf: &'a mut Vec<u8>, tail: &'a mut Tail) -> &'a mut Ve
 }
 
 /// Moves `src` (buffer and tail) after `dst`, keeping wire order.
+#[inline]
 pub fn append_pending(dst: (&mut Vec<u8>, &mut Tail), src: (&mut Vec<u8>, &mut Tail)) {
     let (dst_buf, dst_tail) = dst;
     let (src_buf, src_tail) = src;

@@ -253,11 +253,14 @@ pub enum Pushed {
 
 /// Hands a streamed chunk (already framed in `out.buf`) to the wire or to
 /// the pending batch. `first`: the response's first chunk, which never waits.
-pub fn push(out: &mut Output, first: bool) -> Result<Pushed, SendError> {
+/// Also returns the bytes the batch holds afterwards: only this thread adds
+/// to its batch, so until its next push that is an upper bound, and the
+/// caller need not lock the slot to bound what is pending.
+pub fn push(out: &mut Output, first: bool) -> Result<(Pushed, usize), SendError> {
     let delay = delay();
     if delay.is_zero() {
         out.write_nonblocking()?;
-        return Ok(Pushed::Now);
+        return Ok((Pushed::Now, 0));
     }
     let slot = my_slot();
     let now = Instant::now();
@@ -272,14 +275,14 @@ pub fn push(out: &mut Output, first: bool) -> Result<Pushed, SendError> {
             drop(g);
             out.write_nonblocking()?;
             if out.tail.is_empty() {
-                return Ok(Pushed::Now);
+                return Ok((Pushed::Now, 0));
             }
             // A large piece the socket did not take whole: the timer thread
             // goes on sending it while the app produces its next block
             // (PEP 3333's "continue transmission").
             g = slot.lock();
             if g.failed || !g.is_empty() || g.busy {
-                return Ok(Pushed::Now);
+                return Ok((Pushed::Now, g.pending_len()));
             }
         }
         std::mem::swap(&mut g.buf, &mut out.buf);
@@ -287,9 +290,10 @@ pub fn push(out: &mut Output, first: bool) -> Result<Pushed, SendError> {
         g.fd = out.fd;
         let due = now + delay;
         g.due = Some(due);
+        let batched = g.pending_len();
         drop(g);
         timer().arm(due);
-        return Ok(Pushed::Deferred);
+        return Ok((Pushed::Deferred, batched));
     }
     // A batch is pending (or being sent by the timer thread): join it.
     let SlotState { buf, tail, .. } = &mut *g;
@@ -298,19 +302,11 @@ pub fn push(out: &mut Output, first: bool) -> Result<Pushed, SendError> {
         // The timer thread is mid-send and will re-arm on return.
         g.due = Some(now + delay);
     }
-    Ok(if g.pending_len() >= FLUSH_THRESHOLD {
-        Pushed::FlushNeeded
+    let batched = g.pending_len();
+    Ok(if batched >= FLUSH_THRESHOLD {
+        (Pushed::FlushNeeded, batched)
     } else {
-        Pushed::Deferred
-    })
-}
-
-/// Bytes this thread's batch holds (0 when it has none).
-pub fn pending_len() -> usize {
-    SLOT.with(|s| {
-        s.borrow()
-            .as_ref()
-            .map_or(0, |slot| slot.lock().pending_len())
+        (Pushed::Deferred, batched)
     })
 }
 
@@ -372,12 +368,12 @@ mod tests {
     fn first_chunk_goes_at_once_then_quick_ones_batch_and_come_back_in_order() {
         let (mut out, _a, mut peer) = pair();
         out.buf.extend_from_slice(b"one");
-        assert_eq!(push(&mut out, true).unwrap(), Pushed::Now);
+        assert_eq!(push(&mut out, true).unwrap().0, Pushed::Now);
         assert_eq!(readable(&mut peer, Duration::from_millis(100)), b"one");
         out.buf.extend_from_slice(b"two");
-        assert_eq!(push(&mut out, false).unwrap(), Pushed::Deferred);
+        assert_eq!(push(&mut out, false).unwrap().0, Pushed::Deferred);
         out.buf.extend_from_slice(b"three");
-        assert_eq!(push(&mut out, false).unwrap(), Pushed::Deferred);
+        assert_eq!(push(&mut out, false).unwrap().0, Pushed::Deferred);
         assert!(out.buf.is_empty());
         out.buf.extend_from_slice(b"|last");
         reclaim(&mut out).unwrap();
@@ -396,7 +392,7 @@ mod tests {
         out.buf.extend_from_slice(b"head");
         push(&mut out, true).unwrap();
         out.buf.extend_from_slice(b"-pending");
-        assert_eq!(push(&mut out, false).unwrap(), Pushed::Deferred);
+        assert_eq!(push(&mut out, false).unwrap().0, Pushed::Deferred);
         let mut got = Vec::new();
         let start = Instant::now();
         while got.len() < b"head-pending".len() && start.elapsed() < Duration::from_secs(2) {

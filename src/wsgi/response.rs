@@ -62,6 +62,9 @@ pub struct Exchange<'o> {
     pub uwsgi: bool,
     /// A streamed chunk went out (or is pending): later ones may be batched.
     streamed: bool,
+    /// At most what this thread's stream batch holds (what the last push
+    /// left there; the timer thread only takes from it).
+    batched: usize,
     write_fn: *mut ffi::PyObject,
     /// The request's method and target, for error messages.
     pub method: &'o [u8],
@@ -97,6 +100,7 @@ impl<'o> Exchange<'o> {
             aborted: false,
             uwsgi: false,
             streamed: false,
+            batched: 0,
             write_fn,
             method: b"",
             uri: b"",
@@ -379,10 +383,11 @@ impl<'o> Exchange<'o> {
     ///
     /// # Safety
     /// The GIL is held.
+    #[inline]
     pub unsafe fn make_room(&mut self) -> Result<(), ()> {
-        let mut pending = self.out.pending_len();
-        if self.streamed && pending < FLUSH_THRESHOLD {
-            pending += stream::pending_len();
+        let mut pending = self.out.buf.len() + self.batched;
+        if pending < FLUSH_THRESHOLD && !self.out.tail.is_empty() {
+            pending += self.out.tail.len();
         }
         if pending >= FLUSH_THRESHOLD {
             // SAFETY: GIL held by the caller.
@@ -405,7 +410,8 @@ impl<'o> Exchange<'o> {
             // FlushNeeded: the wait, if any, happens before the next chunk
             // (make_room), never after the last one, which the event loop
             // finishes sending on its own.
-            Ok(Pushed::Now | Pushed::Deferred | Pushed::FlushNeeded) => {
+            Ok((Pushed::Now | Pushed::Deferred | Pushed::FlushNeeded, batched)) => {
+                self.batched = batched;
                 self.resp_start = 0;
                 Ok(())
             }
@@ -422,6 +428,7 @@ impl<'o> Exchange<'o> {
         if !self.streamed {
             return Ok(());
         }
+        self.batched = 0;
         if stream::reclaim(self.out).is_err() {
             self.client_gone = true;
             return Err(());

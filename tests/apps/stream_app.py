@@ -10,6 +10,7 @@ from urllib.parse import parse_qs
 _FILE = os.path.join(tempfile.gettempdir(), f"capataz-stream-{os.getpid()}.bin")
 FILE_BYTES = bytes((i * 13) % 251 for i in range(200_000))
 CLOSED = {"count": 0}
+PRODUCED = {"bytes": 0}
 
 
 class Tracked:
@@ -74,6 +75,21 @@ def application(environ, start_response):
         for i in range(n):
             write(chunk(i, size))
         return environ["wsgi.file_wrapper"](open(_FILE, "rb"))
+    if path == "/counted":
+        # Like /many, counting what the generator has produced so far
+        # (/produced reads it): a slow reader must make it wait.
+        def gen():
+            for i in range(n):
+                PRODUCED["bytes"] += size
+                yield chunk(i, size)
+
+        PRODUCED["bytes"] = 0
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return gen()
+    if path == "/produced":
+        body = str(PRODUCED["bytes"]).encode()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
     if path == "/closed":
         body = str(CLOSED["count"]).encode()
         start_response("200 OK", [("Content-Length", str(len(body)))])
