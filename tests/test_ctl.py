@@ -266,3 +266,50 @@ def test_ctl_ini_never_reaches_another_instance_on_the_default_socket(server_fac
         [str(capataz_bin()), "ctl", "status"], capture_output=True, text=True, timeout=30, env=clean_env(env)
     )
     assert plain.returncode in (0, 3) and "web:1" in plain.stdout, plain
+
+
+def test_ctl_ini_from_another_directory_with_relative_paths(server_factory):
+    """Closed issue: `capataz ctl --ini FILE` validated the whole config from
+    ctl's own directory, so a relative `chdir` (fine for the master, started
+    from the ini's directory) made ctl fail when run from elsewhere. ctl only
+    needs to find the master; it must still reject an error in the file,
+    naming file, line and option, with exit 64."""
+    from support.ctl import short_dir
+    from support.server import APPS, free_port
+
+    d = short_dir()
+    (d / "app").mkdir()
+    (d / "app.env").write_text("GREETING=hi\n")
+    port = free_port()
+    sock = d / "ctl.sock"
+    ini = d / "uwsgi.ini"
+    ini.write_text(
+        f"[uwsgi]\nhttp = 127.0.0.1:{port}\nchdir = app\nenv-file = app.env\n"
+        f"wsgi-file = {APPS / 'plain_app.py'}\nprocesses = 1\ncontrol-socket = {sock}\n"
+    )
+    srv = server_factory(["--ini", "uwsgi.ini"], http=None, port=port, workdir=d)
+    run = lambda ini_file: subprocess.run(  # noqa: E731
+        [str(capataz_bin()), "ctl", "--ini", str(ini_file), "status", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=clean_env(),
+        cwd="/",
+    )
+    deadline = time.monotonic() + 15
+    while (r := run(ini)).returncode == 3 and time.monotonic() < deadline:
+        time.sleep(0.2)  # the worker is not RUNNING yet
+    assert r.returncode == 0, r
+    assert any(p["name"] == "web:1" for p in json.loads(r.stdout)["processes"]), r.stdout
+    assert srv.proc.poll() is None
+
+    # A mistake in the file is still an error: file, line, option; exit 64.
+    bad = d / "bad.ini"
+    bad.write_text(ini.read_text() + "proceses = 2\n")
+    r = run(bad)
+    assert r.returncode == 64, r
+    assert f"{bad}:8" in r.stderr and "proceses" in r.stderr, r.stderr
+    bad.write_text(ini.read_text() + "threads = lots\n")
+    r = run(bad)
+    assert r.returncode == 64, r
+    assert f"{bad}:8" in r.stderr and "threads" in r.stderr, r.stderr

@@ -434,12 +434,38 @@ def test_other_major_version_gets_505(srv, version):
     srv.wait_log(r"bad request from 127\.0\.0\.1: HTTP major version not supported \(505\)", since=mark)
 
 
-@pytest.mark.parametrize("version", ["HTTP/1.2", "HTTP/2", "HTTP/2.0 ", "http/2.0"])
+@pytest.mark.parametrize("version", ["HTTP/2", "HTTP/2.0 ", "http/2.0", "HTTP/1.x", "HTTP/1.10"])
 def test_unknown_version_rejected(srv, version):
-    """RFC 9112 §2.3: a malformed version, or a 1.x other than 1.0 and 1.1
-    (which httparse does not read), gets 400."""
+    """RFC 9112 §2.3: a malformed version gets 400."""
     raw = f"GET / {version}\r\nHost: localhost\r\n\r\n".encode()
     assert_rejected(srv, raw, statuses=(400,))
+
+
+def test_higher_minor_version_is_processed_as_http11(srv):
+    """RFC 9110 §2.5 / RFC 9112 §2.3: a request in HTTP/1.2 (a higher minor
+    version of a major we implement) is processed as HTTP/1.1, the highest
+    minor we implement: 200, a status line saying HTTP/1.1, a persistent
+    connection. It used to get 400. SERVER_PROTOCOL says HTTP/1.1 too: that
+    is how the request was processed (gunicorn echoes the client's string,
+    but does not document it)."""
+    with Conn(srv.port) as conn:
+        conn.send(b"GET /environ HTTP/1.2\r\nHost: localhost\r\n\r\n")
+        resp = conn.read_response()
+        assert resp.status == 200, resp
+        assert resp.version == "HTTP/1.1"
+        environ = json.loads(resp.body)
+        assert environ["SERVER_PROTOCOL"] == ["str", "HTTP/1.1"], environ["SERVER_PROTOCOL"]
+        # Persistent, as HTTP/1.1: a second request (with a body) on the same connection.
+        conn.send(b"POST /echo HTTP/1.9\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello")
+        resp = conn.read_response()
+        assert resp.status == 200 and resp.version == "HTTP/1.1", resp
+        assert json.loads(resp.body)["body"] == "hello"
+        assert conn.is_open(0.3)
+        # HTTP/1.1's rules apply: Host is required.
+        conn.send(b"GET / HTTP/1.2\r\n\r\n")
+        resp = conn.read_response()
+        assert resp.status == 400, resp
+        assert conn.wait_closed(3)
 
 
 @pytest.mark.parametrize("version", ["HTTP/1.0", "HTTP/1.1"])

@@ -1047,6 +1047,59 @@ def test_vacuum_after_dropping_privileges_reports_what_it_could_not_remove(serve
 
 
 @needs_root
+def test_control_and_stats_sockets_are_bound_before_dropping_privileges(server_factory):
+    """Closed issue: with uid/gid, the control socket and a unix stats socket
+    were bound after the drop, so a root-owned 0755 directory (/run/capataz/)
+    made startup fail (the master fifo too). They are bound as root, like the listeners, and given
+    to the user the master becomes; `capataz ctl` (as root) and a stats
+    reader still work."""
+    group = _nogroup()
+    uid = pwd.getpwnam("nobody").pw_uid
+    gid = grp.getgrnam(group).gr_gid
+    workdir = short_tmpdir()
+    try:
+        run = Path(workdir) / "run"
+        run.mkdir(mode=0o755)
+        assert run.stat().st_uid == 0 and stat.S_IMODE(run.stat().st_mode) == 0o755
+        ctl_sock, stats_sock, fifo = run / "ctl.sock", run / "stats.sock", run / "master.fifo"
+        s = server_factory(
+            ops_args(
+                "--uid", "nobody", "--gid", group, "--processes", "1",
+                "--control-socket", str(ctl_sock), "--stats", str(stats_sock), "--master-fifo", str(fifo),
+            ),
+            workdir=workdir,
+        )
+        assert s.proc.poll() is None, s.log()[-3000:]
+        for path in (ctl_sock, stats_sock, fifo):
+            st = path.stat()
+            assert (st.st_uid, st.st_gid) == (uid, gid), (path, st)
+        assert stat.S_IMODE(ctl_sock.stat().st_mode) == 0o600
+        deadline = time.monotonic() + 15
+        while True:
+            r = subprocess.run(
+                [str(s.argv()[0]), "ctl", "--control-socket", str(ctl_sock), "status", "--json"],
+                capture_output=True, text=True, timeout=30, env=clean_env(),
+            )
+            # 3: a worker is not RUNNING yet.
+            if r.returncode != 3 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert r.returncode == 0, (r, s.log()[-3000:])
+        names = [p["name"] for p in json.loads(r.stdout)["processes"]]
+        assert any(n.startswith("web:") for n in names), names
+        with socket.socket(socket.AF_UNIX) as c:
+            c.settimeout(10)
+            c.connect(str(stats_sock))
+            doc = b""
+            while chunk := c.recv(65536):
+                doc += chunk
+        stats = json.loads(doc)
+        assert stats["pid"] == s.pid and stats["uid"] == uid, stats
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@needs_root
 def test_no_root_workers_refuses_without_uid(server_factory):
     """`no-root-workers` as root without --uid: refuse to start, saying why."""
     s = server_factory(plain_args("--no-root-workers"), wait=False)

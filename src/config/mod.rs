@@ -14,6 +14,12 @@
 //! precedence order (defaults < ini < env < CLI), and that list is applied
 //! to the defaults front to back: a scalar keeps the last value, a repeatable
 //! option accumulates. There is a single precedence path.
+//!
+//! [`load`] is for serving. [`load_for_ctl`] is for `capataz ctl --ini FILE`,
+//! which only has to find the master: it runs the same sources and value
+//! parsers (a syntax error or a bad value still names the file, line and
+//! option), but skips what only matters for serving and may depend on the
+//! directory ctl runs from ([`Purpose::Control`]).
 
 mod cli;
 mod env;
@@ -34,6 +40,18 @@ use options::{Kind, OptionSpec, OPTIONS};
 
 /// Exit status for a configuration error (EX_USAGE).
 pub const EXIT_USAGE: i32 = 64;
+
+/// What a configuration is loaded for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// Serving: every check, including [`Config::validate`] (an app, a
+    /// listener, `chdir` exists) and reading `env-file`.
+    Serve,
+    /// `capataz ctl --ini FILE`, run from any directory: no
+    /// [`Config::validate`], and `env-file` is taken as a path, not read
+    /// (relative paths there resolve against the master's directory).
+    Control,
+}
 
 /// What `capataz` was asked to do.
 #[derive(Debug)]
@@ -396,6 +414,24 @@ struct Setting {
 /// `args` excludes argv[0]; `env` is the process environment
 /// (`std::env::vars_os()`), passed in so tests never touch the real one.
 pub fn load(args: Vec<OsString>, env: Vec<(OsString, OsString)>) -> Result<Command, ConfigError> {
+    load_for(args, env, Purpose::Serve)
+}
+
+/// [`load`] for `capataz ctl`, which needs only what finds the master
+/// (`control-socket`): see [`Purpose::Control`]. Errors are the same
+/// [`ConfigError`]s, so ctl exits [`EXIT_USAGE`] on them too.
+pub fn load_for_ctl(
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+) -> Result<Command, ConfigError> {
+    load_for(args, env, Purpose::Control)
+}
+
+fn load_for(
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    purpose: Purpose,
+) -> Result<Command, ConfigError> {
     let cli = match cli::parse(args)? {
         cli::Outcome::Help => return Ok(Command::Help(cli::help())),
         cli::Outcome::Version => return Ok(Command::Version),
@@ -416,12 +452,14 @@ pub fn load(args: Vec<OsString>, env: Vec<(OsString, OsString)>) -> Result<Comma
         .chain(env.settings)
         .chain(cli.settings)
         .collect();
-    let mut config = build(&settings)?;
+    let mut config = build(&settings, purpose)?;
     let (programs, sockets) = sections::load(&config_files)?;
     config.programs = programs;
     config.sockets = sockets;
     config.config_files = config_files;
-    config.validate()?;
+    if purpose == Purpose::Serve {
+        config.validate()?;
+    }
     if cli.print_config {
         return Ok(Command::PrintConfig(print_config(&config, &settings)));
     }
@@ -429,7 +467,7 @@ pub fn load(args: Vec<OsString>, env: Vec<(OsString, OsString)>) -> Result<Comma
 }
 
 /// Applies the settings, in order, on top of the defaults.
-fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
+fn build(settings: &[Setting], purpose: Purpose) -> Result<Config, ConfigError> {
     let mut config = Config::default();
     for setting in settings {
         let spec = setting.spec;
@@ -440,12 +478,18 @@ fn build(settings: &[Setting]) -> Result<Config, ConfigError> {
                 option: setting.written.clone(),
             });
         }
-        (spec.apply)(&mut config, &setting.value).map_err(|reason| ConfigError::InvalidValue {
+        let invalid_value = |reason| ConfigError::InvalidValue {
             at: setting.origin.location(),
             option: setting.written.clone(),
             value: setting.value.clone(),
             reason,
-        })?;
+        };
+        if purpose == Purpose::Control && spec.name == options::ENV_FILE {
+            // Its apply reads the file, relative to the master's directory.
+            values::parse_path(&setting.value).map_err(invalid_value)?;
+            continue;
+        }
+        (spec.apply)(&mut config, &setting.value).map_err(invalid_value)?;
         if spec.kind.has_no_effect() {
             let notice = format!("option '{}' has no effect in capataz", spec.name);
             if !config.notices.contains(&notice) {

@@ -174,6 +174,8 @@ impl OptionSpec {
 /// `ini FILE[:SECTION]` is handled by the sources (it loads a file), not by
 /// `apply`.
 pub const INI: &str = "ini";
+/// `env-file`, whose `apply` reads the file (skipped by `capataz ctl`).
+pub const ENV_FILE: &str = "env-file";
 /// `set-placeholder NAME=VALUE` defines a `%(NAME)` for ini expansion.
 pub const SET_PLACEHOLDER: &str = "set-placeholder";
 
@@ -1107,7 +1109,7 @@ pub static OPTIONS: &[OptionSpec] = &[
     },
     // --- Configuration files ---
     OptionSpec {
-        name: "env-file",
+        name: ENV_FILE,
         aliases: &[],
         kind: Kind::Path,
         group: Group::ConfigFiles,

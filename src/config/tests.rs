@@ -618,6 +618,34 @@ fn chdir_must_be_an_existing_directory() {
 }
 
 #[test]
+fn ctl_loads_without_the_serving_checks_but_keeps_the_file_checks() {
+    let dir = TempDir::new();
+    // Relative paths resolve against the master's directory, not ctl's; an
+    // app and a listener are the master's business.
+    let ini = dir.write(
+        "uwsgi.ini",
+        "[uwsgi]\nchdir = no/such/dir\nenv-file = no-such.env\ncontrol-socket = /run/x.ctl\n",
+    );
+    let ini_arg = ini.to_str().unwrap();
+    assert!(error(&["--ini", ini_arg], &[]).contains("option 'env-file'"));
+    match load_for_ctl(args(&["--ini", ini_arg]), Vec::new()) {
+        Ok(Command::Serve(config)) => {
+            assert_eq!(config.control_socket, Some(PathBuf::from("/run/x.ctl")));
+        }
+        other => panic!("{other:?}"),
+    }
+    // A mistake in the file is still reported with its file, line and option.
+    for (line, option) in [("proceses = 2", "proceses"), ("threads = lots", "threads")] {
+        let bad = dir.write("bad.ini", &format!("[uwsgi]\nmodule = app\n{line}\n"));
+        let e = load_for_ctl(args(&["--ini", bad.to_str().unwrap()]), Vec::new())
+            .expect_err(line)
+            .to_string();
+        assert!(e.starts_with(&format!("{}:3: ", bad.display())), "{e}");
+        assert!(e.contains(option), "{e}");
+    }
+}
+
+#[test]
 fn chown_socket_takes_user_or_user_and_group() {
     let config = serve(&with_app(&["--chown-socket", "www-data:www-data"]), &[]);
     assert_eq!(config.chown_socket.as_deref(), Some("www-data:www-data"));

@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Exit codes: 0 ok, 1 failure (including no connection), 2 usage error,
-//! 3 a named process is not running.
+//! 3 a named process is not running, 64 (EX_USAGE) an error in the
+//! `--ini` file.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -39,7 +40,8 @@ commands:
                             start new ones; bind new sockets, close removed ones
   shutdown                  graceful shutdown of everything (like SIGTERM)
 
-exit codes: 0 ok, 1 failure, 2 usage error, 3 a named process is not running";
+exit codes: 0 ok, 1 failure, 2 usage error, 3 a named process is not running,
+64 an error in the --ini file";
 
 struct Args {
     socket: Option<PathBuf>,
@@ -134,14 +136,17 @@ fn request(words: &[String], args: &Args) -> Result<Request, String> {
     })
 }
 
-fn socket_path(args: &Args) -> Result<PathBuf, String> {
+/// Where the master's control socket is. With `--ini FILE`, the file is
+/// loaded as the master loads it, minus the checks that only matter for
+/// serving ([`crate::config::load_for_ctl`]): ctl may run from any
+/// directory, where a relative `chdir` does not resolve.
+fn socket_path(args: &Args) -> Result<PathBuf, crate::config::ConfigError> {
     if let Some(p) = &args.socket {
         return Ok(p.clone());
     }
     if let Some(ini) = &args.ini {
         let env: Vec<_> = std::env::vars_os().collect();
-        let loaded = crate::config::load(vec!["--ini".into(), ini.into()], env)
-            .map_err(|e| e.to_string())?;
+        let loaded = crate::config::load_for_ctl(vec!["--ini".into(), ini.into()], env)?;
         return Ok(match loaded {
             crate::config::Command::Serve(config) => config.control_socket.clone(),
             _ => None,
@@ -299,13 +304,18 @@ pub fn run(args: Vec<String>) -> i32 {
     let path = match socket_path(&parsed) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("capataz ctl: {e}");
-            return USAGE;
+            eprintln!("capataz ctl: config error: {e}");
+            return crate::config::EXIT_USAGE;
         }
     };
+    // Absolute, so the master (whose directory differs) resolves the same
+    // file when it checks the ini is one it was started from.
     let call = Call {
         request,
-        ini: parsed.ini.as_ref().map(PathBuf::from),
+        ini: parsed
+            .ini
+            .as_ref()
+            .map(|f| std::fs::canonicalize(f).unwrap_or_else(|_| PathBuf::from(f))),
     };
     match exchange(&path, &call, parsed.json) {
         Ok(code) => code,

@@ -46,8 +46,11 @@
 //! `start` answers once the processes are RUNNING (or failed: code 1),
 //! `stop` once they are down, `restart` after both.
 //!
-//! A peer whose uid differs from the master's gets
-//! `{"ok":false,"code":1,"message":"permission denied"}` and is closed.
+//! The master binds the socket before it drops to `uid`/`gid` (so it can
+//! live in a root-owned directory such as `/run/capataz/`) and gives it to
+//! that user and group. A peer whose uid is neither the master's nor root's
+//! gets `{"ok":false,"code":1,"message":"permission denied"}` and is closed;
+//! root may always ask, as it could signal the master anyway.
 
 pub mod client;
 pub mod server;
@@ -62,15 +65,19 @@ pub const FAILURE: i32 = 1;
 pub const USAGE: i32 = 2;
 pub const NOT_RUNNING: i32 = 3;
 
-/// The default control socket path (see the module doc).
+/// The default control socket path (see the module doc) for this process.
 pub fn default_path() -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    default_path_for(unsafe { libc::geteuid() })
+}
+
+/// The default control socket path of a master running as `euid`: the
+/// master picks it before dropping to `uid`, for the user it becomes, so
+/// `capataz ctl` run as that user finds it.
+pub fn default_path_for(euid: libc::uid_t) -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("capataz.ctl"),
-        _ => {
-            // SAFETY: geteuid has no preconditions.
-            let euid = unsafe { libc::geteuid() };
-            PathBuf::from(format!("/tmp/capataz-{euid}.ctl"))
-        }
+        _ => PathBuf::from(format!("/tmp/capataz-{euid}.ctl")),
     }
 }
 

@@ -129,18 +129,24 @@ fn identity(path: &Path) -> Option<(u64, u64)> {
         .map(|m| (m.dev(), m.ino()))
 }
 
-impl ControlServer {
-    /// Binds `path` (mode 0600) and starts the accept thread. Returns
-    /// `Ok(None)` when `path` is the default and another live master serves
-    /// it; `waker` is written to after each request is queued.
-    /// `config_files` are the ini files this master was started from: a
-    /// `capataz ctl --ini` naming another file is refused.
-    pub fn start(
+/// A control socket bound (and given to its owner) but not served yet: the
+/// master binds it while still root and serves it after dropping to `uid`.
+#[derive(Debug)]
+pub struct BoundControl {
+    listener: UnixListener,
+    path: PathBuf,
+    identity: Option<(u64, u64)>,
+}
+
+impl BoundControl {
+    /// Binds `path` (mode 0600, then `chown(path)`, which gives it to the
+    /// user the master will run as). Returns `Ok(None)` when `path` is the
+    /// default and another live master serves it.
+    pub fn bind(
         path: &Path,
         explicit: bool,
-        config_files: &[PathBuf],
-        waker: OwnedFd,
-    ) -> Result<Option<ControlServer>, String> {
+        chown: impl FnOnce(&Path) -> io::Result<()>,
+    ) -> Result<Option<BoundControl>, String> {
         let fail = |e: io::Error| format!("control socket {}: {e}", path.display());
         if let Ok(meta) = std::fs::symlink_metadata(path) {
             if UnixStream::connect(path).is_ok() {
@@ -168,29 +174,45 @@ impl ControlServer {
         // std binds and listens in one call, so for a moment the socket has
         // the umask's mode; the per-connection uid check covers that window.
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(fail)?;
-        let (tx, rx) = mpsc::channel();
-        let waker = Arc::new(waker);
-        let owner = Arc::new(Owner {
-            files: config_files.iter().map(|f| canonical(f)).collect(),
-            socket: path.to_path_buf(),
-        });
-        let handle = ControlHandle {
-            tx: tx.clone(),
-            waker: waker.clone(),
-        };
-        std::thread::Builder::new()
-            .name("control".into())
-            .spawn(move || accept_loop(listener, tx, waker, owner))
-            .map_err(fail)?;
-        tracing::info!("control socket: {}", path.display());
-        Ok(Some(ControlServer {
-            requests: rx,
-            handle,
+        chown(path).map_err(fail)?;
+        Ok(Some(BoundControl {
+            listener,
             path: path.to_path_buf(),
             identity: identity(path),
         }))
     }
 
+    /// Starts the accept thread; `waker` is written to after each request
+    /// is queued. `config_files` are the ini files this master was started
+    /// from: a `capataz ctl --ini` naming another file is refused.
+    pub fn serve(self, config_files: &[PathBuf], waker: OwnedFd) -> Result<ControlServer, String> {
+        let fail = |e: io::Error| format!("control socket {}: {e}", self.path.display());
+        let (tx, rx) = mpsc::channel();
+        let waker = Arc::new(waker);
+        let owner = Arc::new(Owner {
+            files: config_files.iter().map(|f| canonical(f)).collect(),
+            socket: self.path.clone(),
+        });
+        let handle = ControlHandle {
+            tx: tx.clone(),
+            waker: waker.clone(),
+        };
+        let listener = self.listener;
+        std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || accept_loop(listener, tx, waker, owner))
+            .map_err(fail)?;
+        tracing::info!("control socket: {}", self.path.display());
+        Ok(ControlServer {
+            requests: rx,
+            handle,
+            path: self.path,
+            identity: self.identity,
+        })
+    }
+}
+
+impl ControlServer {
     /// A handle other master threads use to send requests to the loop.
     pub fn handle(&self) -> ControlHandle {
         self.handle.clone()
@@ -328,7 +350,9 @@ fn serve(
     // so the answer is not lost to a reset from unread data.
     let mut line = String::new();
     BufReader::new((&stream).take(MAX_REQUEST)).read_line(&mut line)?;
-    if peer != ours {
+    // Root may always ask: it could signal the master anyway, and it is who
+    // runs `capataz ctl` for a master that dropped to `uid`.
+    if peer != ours && peer != 0 {
         tracing::warn!("control socket: rejected a peer with uid {peer} (ours is {ours})");
         return reply_line(&mut stream, &Response::error(FAILURE, "permission denied"));
     }

@@ -767,49 +767,98 @@ pub fn run(config: Config) -> i32 {
             return 1;
         }
     }
-    // Bound (possibly to privileged ports) as whoever started us; now become
-    // the configured user before any worker exists.
-    if config.uid.is_some() || config.gid.is_some() {
-        if let Err(e) = privileges::drop_to(config.uid.as_deref(), config.gid.as_deref()) {
+    let identity = match privileges::Identity::resolve(config.uid.as_deref(), config.gid.as_deref())
+    {
+        Ok(i) => i,
+        Err(e) => {
             tracing::error!("{e}");
             return 1;
         }
-    }
-    if config.no_root_workers && privileges::is_root() {
-        tracing::error!("refusing to run workers as root (no-root-workers is set; set uid/gid)");
-        return 1;
-    }
-    // After dropping privileges, so the socket belongs to the running user.
+    };
+    // The master's own sockets (and the master fifo) are made while still
+    // root too, as uWSGI binds its sockets: their directory may be root's
+    // (/run/capataz/). They are given to the user the master becomes, who
+    // serves them and may use them.
     let control_path = config
         .control_socket
         .clone()
-        .unwrap_or_else(crate::control::default_path);
-    let control = match signals
-        .waker()
-        .map_err(|e| e.to_string())
-        .and_then(|waker| {
-            crate::control::server::ControlServer::start(
-                &control_path,
-                config.control_socket.is_some(),
-                &config.config_files,
-                waker,
-            )
-        }) {
+        .unwrap_or_else(|| crate::control::default_path_for(identity.effective_uid()));
+    let control = match crate::control::server::BoundControl::bind(
+        &control_path,
+        config.control_socket.is_some(),
+        |p| identity.chown(p),
+    ) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("{e}");
             return 1;
         }
     };
-    let fifo = match &config.master_fifo {
-        Some(path) => match fifo::MasterFifo::open(path) {
-            Ok(f) => Some(f),
+    let stats_modes = [
+        (
+            config.stats.as_ref(),
+            if config.stats_http {
+                crate::stats::server::Mode::Http
+            } else {
+                crate::stats::server::Mode::RawJson
+            },
+        ),
+        (config.metrics.as_ref(), crate::stats::server::Mode::Metrics),
+    ];
+    let mut stats_listeners = Vec::new();
+    for (address, mode) in stats_modes {
+        let Some(address) = address else { continue };
+        let bound = listeners::bind(address, 128, None)
+            .map_err(|e| e.to_string())
+            .and_then(|l| match &l.unix_path {
+                Some(file) => identity
+                    .chown(&file.path)
+                    .map(|()| l)
+                    .map_err(|e| format!("chown to uid/gid: {e}")),
+                None => Ok(l),
+            });
+        match bound {
+            Ok(l) => stats_listeners.push((address, mode, l)),
             Err(e) => {
-                tracing::error!("master-fifo {}: {e}", path.display());
+                tracing::error!("stats/metrics on {address}: {e}");
                 return 1;
             }
-        },
+        }
+    }
+    let fifo = match &config.master_fifo {
+        Some(path) => {
+            match fifo::MasterFifo::open(path).and_then(|f| identity.chown(path).map(|()| f)) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    tracing::error!("master-fifo {}: {e}", path.display());
+                    return 1;
+                }
+            }
+        }
         None => None,
+    };
+    // Bound (possibly to privileged ports) as whoever started us; now become
+    // the configured user before any worker or master thread exists.
+    if let Err(e) = identity.switch() {
+        tracing::error!("{e}");
+        return 1;
+    }
+    if config.no_root_workers && privileges::is_root() {
+        tracing::error!("refusing to run workers as root (no-root-workers is set; set uid/gid)");
+        return 1;
+    }
+    let control = match control.map(|bound| {
+        signals
+            .waker()
+            .map_err(|e| e.to_string())
+            .and_then(|waker| bound.serve(&config.config_files, waker))
+    }) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            tracing::error!("{e}");
+            return 1;
+        }
     };
     tracing::info!(
         "{} worker(s) with {} thread(s) each; app: {}",
@@ -836,26 +885,10 @@ pub fn run(config: Config) -> i32 {
         control: control.as_ref().map(|c| c.handle()),
         token: config.stats_token.clone(),
     };
-    let stats_listeners = [
-        (
-            config.stats.as_ref(),
-            if config.stats_http {
-                crate::stats::server::Mode::Http
-            } else {
-                crate::stats::server::Mode::RawJson
-            },
-        ),
-        (config.metrics.as_ref(), crate::stats::server::Mode::Metrics),
-    ];
-    for (address, mode) in stats_listeners {
-        let Some(address) = address else { continue };
+    for (address, mode, l) in stats_listeners {
         let http = mode != crate::stats::server::Mode::RawJson;
-        let started = listeners::bind(address, 128, None)
-            .map_err(|e| e.to_string())
-            .and_then(|l| {
-                crate::stats::server::spawn(l.fd, l.meta.unix, mode, source.clone())
-                    .map_err(|e| e.to_string())
-            });
+        let started = crate::stats::server::spawn(l.fd, l.meta.unix, mode, source.clone())
+            .map_err(|e| e.to_string());
         match started {
             Ok(()) => tracing::info!(
                 "stats on {address} ({})",

@@ -1,6 +1,7 @@
 //! Dropping root after binding (`uid`, `gid`), so `:80` with `uid = www-data`
-//! works: the master binds as root, then becomes the user before it spawns
-//! any worker.
+//! works: the master binds every socket as root (the listeners, the control
+//! socket, the stats sockets, as uWSGI does), then becomes the user before
+//! it spawns any worker or starts any thread.
 
 use std::ffi::CString;
 
@@ -66,29 +67,65 @@ fn check(ret: libc::c_int, what: String) -> Result<(), PrivilegeError> {
     }
 }
 
-/// Switches the process to `gid` then `uid` (either may be None).
-pub fn drop_to(uid: Option<&str>, gid: Option<&str>) -> Result<(), PrivilegeError> {
-    let user = uid.map(lookup_user).transpose()?;
-    let group = match gid {
-        Some(g) => Some(lookup_group(g)?),
-        None => user.map(|(_, primary)| primary),
-    };
-    if let Some(g) = group {
-        // SAFETY: plain syscalls; order matters: groups and gid before uid.
-        unsafe {
-            if libc::geteuid() == 0 {
-                check(libc::setgroups(1, &g), format!("supplementary group {g}"))?;
-            }
-            check(libc::setgid(g), format!("gid {g}"))?;
+/// The user and group the master becomes (`uid`, `gid`), resolved while it
+/// is still root. `gid` defaults to the user's primary group.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: Option<libc::uid_t>,
+    pub gid: Option<libc::gid_t>,
+}
+
+impl Identity {
+    /// Resolves the `uid` / `gid` options (names or numbers).
+    pub fn resolve(uid: Option<&str>, gid: Option<&str>) -> Result<Identity, PrivilegeError> {
+        let user = uid.map(lookup_user).transpose()?;
+        let gid = match gid {
+            Some(g) => Some(lookup_group(g)?),
+            None => user.map(|(_, primary)| primary),
+        };
+        Ok(Identity {
+            uid: user.map(|(u, _)| u),
+            gid,
+        })
+    }
+
+    /// The uid the process has once [`Identity::switch`] ran.
+    pub fn effective_uid(&self) -> libc::uid_t {
+        // SAFETY: geteuid has no preconditions.
+        self.uid.unwrap_or_else(|| unsafe { libc::geteuid() })
+    }
+
+    /// Gives `path` (a socket the master binds as root for itself: the
+    /// control socket, a unix stats socket) to this identity, so the master
+    /// and its user can still use it after the switch. No-op without
+    /// `uid`/`gid`, and when not root: only root can give a file away, and
+    /// then [`Identity::switch`] fails with its own, clearer message.
+    pub fn chown(&self, path: &std::path::Path) -> std::io::Result<()> {
+        if (self.uid.is_none() && self.gid.is_none()) || !is_root() {
+            return Ok(());
         }
-        tracing::info!("running as gid {g}");
+        std::os::unix::fs::chown(path, self.uid, self.gid)
     }
-    if let Some((u, _)) = user {
-        // SAFETY: plain syscall.
-        check(unsafe { libc::setuid(u) }, format!("uid {u}"))?;
-        tracing::info!("running as uid {u}");
+
+    /// Switches the process to `gid` then `uid` (either may be None).
+    pub fn switch(&self) -> Result<(), PrivilegeError> {
+        if let Some(g) = self.gid {
+            // SAFETY: plain syscalls; order matters: groups and gid before uid.
+            unsafe {
+                if libc::geteuid() == 0 {
+                    check(libc::setgroups(1, &g), format!("supplementary group {g}"))?;
+                }
+                check(libc::setgid(g), format!("gid {g}"))?;
+            }
+            tracing::info!("running as gid {g}");
+        }
+        if let Some(u) = self.uid {
+            // SAFETY: plain syscall.
+            check(unsafe { libc::setuid(u) }, format!("uid {u}"))?;
+            tracing::info!("running as uid {u}");
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 pub fn is_root() -> bool {

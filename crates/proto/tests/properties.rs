@@ -2,7 +2,7 @@
 //! (or a well-behaved client) produce parses back to what went in.
 
 use capataz_proto::http1::{
-    parse_request_head, push_chunk_header, span, BodyFraming, ChunkedDecoder, ParseError,
+    parse_request_head, push_chunk_header, span, BodyFraming, ChunkedDecoder, ParseError, Version,
     CHUNK_TRAILER_CRLF, LAST_CHUNK,
 };
 use capataz_proto::limits::Limits;
@@ -132,6 +132,8 @@ proptest! {
             0..20,
         ),
         http10 in any::<bool>(),
+        // HTTP/1.2 to 1.9 are processed as 1.1 (RFC 9110 §2.5).
+        higher_minor in proptest::option::of(2u8..=9),
         host_name in prop::sample::select(&["Host", "host", "HOST", "hOsT"][..]),
         host_value in "([A-Za-z0-9.-]{1,30}(:[0-9]{1,5})?)?",
         host_at in any::<prop::sample::Index>(),
@@ -156,7 +158,11 @@ proptest! {
             Some(q) => format!("{path}?{q}"),
             None => path.clone(),
         };
-        let version = if http10 { "HTTP/1.0" } else { "HTTP/1.1" };
+        let version = match (http10, higher_minor) {
+            (true, _) => "HTTP/1.0".to_string(),
+            (false, None) => "HTTP/1.1".to_string(),
+            (false, Some(minor)) => format!("HTTP/1.{minor}"),
+        };
         let mut request = format!("{method} {target} {version}\r\n").into_bytes();
         for (name, value) in &fields {
             request.extend_from_slice(name.as_bytes());
@@ -177,6 +183,7 @@ proptest! {
         prop_assert_eq!(span(&request, head.path), path.as_bytes());
         prop_assert_eq!(span(&request, head.query), query.as_deref().unwrap_or("").as_bytes());
         prop_assert_eq!(head.framing, BodyFraming::None);
+        prop_assert_eq!(head.version, if http10 { Version::Http10 } else { Version::Http11 });
         prop_assert_eq!(headers.len(), fields.len());
         for (h, (name, value)) in headers.iter().zip(&fields) {
             prop_assert_eq!(span(&request, h.name), name.as_bytes());

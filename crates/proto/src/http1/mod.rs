@@ -36,8 +36,10 @@ pub fn span(buf: &[u8], s: Span) -> &[u8] {
     &buf[s.0 as usize..s.1 as usize]
 }
 
-/// The HTTP versions we speak. Another major version is rejected with 505, anything
-/// else with 400 (see [`ParseError::UnsupportedMajorVersion`]).
+/// The HTTP versions we speak. `HTTP/1.2` to `HTTP/1.9` are processed as `Http11`
+/// (RFC 9110 §2.5), so the response and `SERVER_PROTOCOL` say `HTTP/1.1`. Another major
+/// version is rejected with 505, anything else with 400 (see
+/// [`ParseError::UnsupportedMajorVersion`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Version {
     /// `HTTP/1.0`
@@ -142,7 +144,7 @@ pub enum ParseError {
     /// absolute-form authority has userinfo (RFC 9110 §4.2.4) or an invalid host.
     #[error("invalid request target")]
     InvalidTarget,
-    /// The version is malformed, or is `HTTP/1.x` other than `HTTP/1.0` and `HTTP/1.1`.
+    /// The version is malformed (not `HTTP/` DIGIT `.` DIGIT).
     #[error("unsupported HTTP version")]
     UnsupportedVersion,
     /// A well-formed version whose major number is not 1 (`HTTP/2.0`, `HTTP/0.9`):

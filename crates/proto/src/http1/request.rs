@@ -68,9 +68,18 @@ pub fn parse_request_head(
             check_incomplete_field(&buf[..parse_end], start, limits)?;
             return Ok(None);
         }
-        // httparse says only "bad version"; a well-formed one of another major version
-        // deserves 505, which costs a look at the request line on this error path only.
-        Err(httparse::Error::Version) => return Err(version_error(&buf[start..parse_end])),
+        // httparse says only "bad version" and knows only 1.0 and 1.1. A look at the
+        // request line, on this error path only, tells a higher 1.x (processed as 1.1)
+        // from another major version (505) and from garbage (400).
+        Err(httparse::Error::Version) => {
+            return match classify_version(&buf[start..parse_end]) {
+                VersionClass::HigherMinor { digit } => {
+                    parse_higher_minor(buf, start + digit, parse_end, limits, headers)
+                }
+                VersionClass::OtherMajor => Err(ParseError::UnsupportedMajorVersion),
+                VersionClass::Malformed => Err(ParseError::UnsupportedVersion),
+            }
+        }
         Err(e) => return Err(map_httparse_error(e)),
     };
 
@@ -244,17 +253,29 @@ fn map_httparse_error(e: httparse::Error) -> ParseError {
     }
 }
 
-/// The error for a request line httparse refused at its version: 505 for a well-formed
-/// `HTTP/x.y` with a major version other than 1 (RFC 9110 §15.6.6), 400 otherwise.
-/// `line` starts at the request line, whose LF is known to be in it.
+/// What a request line httparse refused at its version carries.
+#[derive(Debug, PartialEq, Eq)]
+enum VersionClass {
+    /// `HTTP/1.2` to `HTTP/1.9`; `digit` is the minor digit's offset in the line.
+    HigherMinor { digit: usize },
+    /// A well-formed `HTTP/x.y` with a major version other than 1: 505
+    /// (RFC 9110 §15.6.6).
+    OtherMajor,
+    /// Anything else: 400.
+    Malformed,
+}
+
+/// Classifies the version of a request line httparse refused there. `line` starts at
+/// the request line, whose LF is known to be in it.
 #[cold]
-fn version_error(line: &[u8]) -> ParseError {
+fn classify_version(line: &[u8]) -> VersionClass {
     let line = &line[..memchr(b'\n', line).unwrap_or(line.len())];
     let Some(line) = line.strip_suffix(b"\r") else {
-        return ParseError::UnsupportedVersion;
+        return VersionClass::Malformed;
     };
     // request-line = method SP request-target SP HTTP-version (RFC 9112 §3); httparse
     // has checked the method and the target, so three SP-separated parts remain.
+    // HTTP-version = "HTTP/" DIGIT "." DIGIT (RFC 9112 §2.3).
     let mut parts = line.split(|&b| b == b' ');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (
@@ -262,10 +283,49 @@ fn version_error(line: &[u8]) -> ParseError {
             Some([_, ..]),
             Some([b'H', b'T', b'T', b'P', b'/', major, b'.', minor]),
             None,
-        ) if major.is_ascii_digit() && minor.is_ascii_digit() && *major != b'1' => {
-            ParseError::UnsupportedMajorVersion
+        ) if major.is_ascii_digit() && minor.is_ascii_digit() => {
+            if *major != b'1' {
+                VersionClass::OtherMajor
+            } else if *minor >= b'2' {
+                VersionClass::HigherMinor {
+                    digit: line.len() - 1,
+                }
+            } else {
+                // httparse accepts 1.0 and 1.1: not a version problem after all.
+                VersionClass::Malformed
+            }
         }
-        _ => ParseError::UnsupportedVersion,
+        _ => VersionClass::Malformed,
+    }
+}
+
+/// Parses a request whose version is `HTTP/1.2` to `HTTP/1.9` as `HTTP/1.1`, whose
+/// minor digit is at `buf[digit]`.
+///
+/// RFC 9110 §2.5: "A recipient that receives a message with a major version number
+/// that it implements and a minor version number higher than what it implements
+/// SHOULD process the message as if it were in the highest minor version within that
+/// major version to which the recipient is conformant." The response then says
+/// `HTTP/1.1` (§6.2 of RFC 9112: a server sends the highest version it conforms to).
+///
+/// httparse has no switch for this, so the head (at most `max_head` bytes, up to
+/// `parse_end`) is copied with the digit rewritten to `1` and parsed again. The copy
+/// keeps every offset, so the spans returned index `buf` as usual. Such requests are
+/// rare, and only they pay for the copy.
+#[cold]
+fn parse_higher_minor(
+    buf: &[u8],
+    digit: usize,
+    parse_end: usize,
+    limits: &Limits,
+    headers: &mut Vec<Header>,
+) -> Result<Option<RequestHead>, ParseError> {
+    let mut patched = buf[..parse_end].to_vec();
+    patched[digit] = b'1';
+    match parse_request_head(&patched, limits, headers)? {
+        // The copy stops at the head cap, which the original ran past.
+        None if buf.len() > parse_end => Err(ParseError::HeadTooLarge),
+        head => Ok(head),
     }
 }
 

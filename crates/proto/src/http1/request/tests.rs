@@ -563,9 +563,9 @@ fn bare_lf_is_rejected_everywhere() {
 
 #[test]
 fn unknown_versions() {
-    // Not HTTP-version syntax, or a 1.x we do not speak: 400.
+    // Not HTTP-version syntax: 400.
     for version in [
-        "HTTP/1.2", "HTTP/1.9", "http/1.1", "HTTP/1", "HTTP/2", "HTTP/2.x",
+        "http/1.1", "HTTP/1", "HTTP/2", "HTTP/2.x", "HTTP/1.x", "HTTP/1.",
     ] {
         let req = format!("GET / {version}\r\nHost: x\r\n\r\n");
         let e = err(req.as_bytes());
@@ -578,6 +578,54 @@ fn unknown_versions() {
     // httparse reads "HTTP/1.1" and then finds no CRLF.
     assert_eq!(err(b"GET / HTTP/1.10\r\nHost: x\r\n\r\n").status(), 400);
     assert_eq!(err(b"GET /\r\nHost: x\r\n\r\n").status(), 400);
+}
+
+#[test]
+fn higher_minor_versions_are_processed_as_1_1() {
+    // RFC 9110 §2.5: a higher minor version of a major we implement is processed as
+    // the highest minor we implement, with 1.1's rules (Host required, persistent).
+    for minor in 2..=9 {
+        let req = format!(
+            "\r\nPOST /up?x=1 HTTP/1.{minor}\r\nHost: h\r\nContent-Length: 3\r\n\r\nabcGET"
+        );
+        let (head, headers) = parse(req.as_bytes());
+        let buf = req.as_bytes();
+        assert_eq!(head.version, Version::Http11, "{req:?}");
+        assert!(head.keep_alive);
+        assert_eq!(head.framing, BodyFraming::Length(3));
+        assert_eq!(head.len, req.len() - "abcGET".len());
+        assert_eq!(text(buf, head.method), "POST");
+        assert_eq!(text(buf, head.target), "/up?x=1");
+        assert_eq!(text(buf, head.query), "x=1");
+        assert_eq!(
+            fields(buf, &headers),
+            [("Host", "h"), ("Content-Length", "3")]
+        );
+
+        let no_host = format!("GET / HTTP/1.{minor}\r\n\r\n");
+        assert_eq!(err(no_host.as_bytes()), ParseError::MissingHost);
+        let close = format!("GET / HTTP/1.{minor}\r\nHost: h\r\nConnection: close\r\n\r\n");
+        assert!(!parse(close.as_bytes()).0.keep_alive);
+    }
+    // The rest of the head is still checked as strictly.
+    assert_eq!(
+        err(b"GET / HTTP/1.2\r\nHost: h\r\nbad header\r\n\r\n"),
+        ParseError::InvalidHeaderName
+    );
+    assert_eq!(
+        err(b"GET / HTTP/1.2\r\nHost: h\nX: y\r\n\r\n"),
+        ParseError::BareLineEnding
+    );
+    // The head cap holds as for any request.
+    let small = Limits {
+        max_head: 64,
+        ..Limits::default()
+    };
+    let long = format!(
+        "GET / HTTP/1.2\r\nHost: h\r\nX: {}\r\n\r\n",
+        "a".repeat(100)
+    );
+    assert_eq!(err_with(long.as_bytes(), &small).status(), 431);
 }
 
 #[test]
