@@ -305,7 +305,16 @@ BIG_FILE = 20_000_000
 
 
 @pytest.mark.timeout(90)
-def test_slow_downloads_of_a_large_file_wrapper_file_do_not_hold_the_only_python_thread(server_factory):
+@pytest.mark.parametrize(
+    "app, targets, offsets",
+    [
+        ("plain", [f"/file?size={BIG_FILE}", f"/file?size={BIG_FILE}&offset=12345"], (0, 12345)),
+        ("flask", [f"/send-file?size={BIG_FILE}"] * 2, (0, 0)),
+    ],
+)
+def test_slow_downloads_of_a_large_file_wrapper_file_do_not_hold_the_only_python_thread(
+    server_factory, venv_test, app, targets, offsets
+):
     """DESIGN §2.2 and §2.3: a wsgi.file_wrapper file (Flask's send_file) is
     handed to the I/O side, which sends it with sendfile as the socket
     drains; the only Python thread serves others meanwhile, the downloads
@@ -315,10 +324,17 @@ def test_slow_downloads_of_a_large_file_wrapper_file_do_not_hold_the_only_python
     import re
 
     from support.rawhttp import parse_response
+    from support.server import APPS
 
-    s = server_factory(plain_args("--processes", "1", "--threads", "1"))
+    if app == "flask":
+        args = [
+            "--wsgi-file", str(APPS / "flask_app.py"), "--callable", "app",
+            "--virtualenv", str(venv_test), "--processes", "1", "--threads", "1",
+        ]
+    else:
+        args = plain_args("--processes", "1", "--threads", "1")
+    s = server_factory(args)
     mark = s.mark()
-    targets = [f"/file?size={BIG_FILE}", f"/file?size={BIG_FILE}&offset=12345"]
     result = [None, None]
     downloads = [
         threading.Thread(target=_slow_download, args=(s.port, target, result, i))
@@ -335,19 +351,22 @@ def test_slow_downloads_of_a_large_file_wrapper_file_do_not_hold_the_only_python
     for t in downloads:
         t.join(60)
     content = _plain_app().sized_file_bytes(BIG_FILE)
-    for raw, offset in zip(result, (0, 12345)):
+    for raw, offset in zip(result, offsets):
         assert isinstance(raw, bytes), raw
         resp, _ = parse_response(raw, eof=True)
         assert resp.status == 200
         assert resp.header("Content-Length") == str(BIG_FILE - offset)
         assert len(resp.body) == BIG_FILE - offset
         assert hashlib.sha256(resp.body).hexdigest() == hashlib.sha256(content[offset:]).hexdigest()
-    for target, offset in zip(targets, (0, 12345)):
+    for target, offset in zip(targets, offsets):
         s.wait_log(
             rf"GET {re.escape(target)} => generated {BIG_FILE - offset} bytes .*\(HTTP/1\.1 200\)",
             since=mark,
             timeout=5,
         )
+    if app == "flask":
+        log = s.log_since(mark)
+        assert log.count(f"GET {targets[0]} => generated {BIG_FILE} bytes") == 2, log
 
 
 @pytest.mark.timeout(60)

@@ -62,7 +62,7 @@ def sized_file_bytes(size):
 # One file per size shared by every worker and run: its content is
 # deterministic, and it is written atomically, so concurrent writers are
 # harmless.
-def _file_path(size=FILE_SIZE):
+def file_path(size=FILE_SIZE):
     path = os.path.join(tempfile.gettempdir(), f"capataz-test-file-{size}.bin")
     try:
         if os.path.getsize(path) == size:
@@ -377,7 +377,7 @@ def application(environ, start_response):
 
     if path == "/file":
         offset = int(q.get("offset", "0"))
-        f = open(_file_path(int(q.get("size", FILE_SIZE))), "rb")
+        f = open(file_path(int(q.get("size", FILE_SIZE))), "rb")
         f.seek(offset)
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return environ["wsgi.file_wrapper"](f, 8192)
