@@ -233,6 +233,8 @@ def test_slow_downloads_of_a_large_body_do_not_hold_the_only_python_thread(
         ("/blob?n=20000000", 20_000_000),
         # A streamed response the app thread is still producing.
         ("/big?n=20000000&chunk=65536&delay=0.002", 20_000_000),
+        # A wsgi.file_wrapper file the event loop sends with sendfile.
+        ("/file?size=20000000", 20_000_000),
     ],
 )
 def test_a_client_that_leaves_mid_response_is_still_logged(server_factory, target, n):
@@ -266,10 +268,11 @@ def test_a_client_that_leaves_mid_response_is_still_logged(server_factory, targe
 
 
 @pytest.mark.timeout(60)
-def test_send_timeout_closes_a_parked_large_response_to_a_client_that_never_reads(server_factory):
-    """The event loop finishing a large body honours send-timeout even with
-    several threads (one-shot EPOLLOUT registrations, which a read-side
-    shutdown does not wake)."""
+@pytest.mark.parametrize("target", ["/blob?n=20000000", "/file?size=20000000"])
+def test_send_timeout_closes_a_parked_large_response_to_a_client_that_never_reads(server_factory, target):
+    """The event loop finishing a large body (or a wsgi.file_wrapper file)
+    honours send-timeout even with several threads (one-shot EPOLLOUT
+    registrations, which a read-side shutdown does not wake)."""
     import re
     import socket
 
@@ -277,9 +280,124 @@ def test_send_timeout_closes_a_parked_large_response_to_a_client_that_never_read
     mark = s.mark()
     sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-    sock.sendall(request_bytes("GET", "/blob?n=20000000"))
+    sock.sendall(request_bytes("GET", target))
     time.sleep(6)  # never read meanwhile
-    m = s.wait_log(r"GET /blob\?n=20000000 => generated (\d+) bytes in (\d+) msecs", since=mark, timeout=5)
+    path = re.escape(target)
+    m = s.wait_log(rf"GET {path} => generated (\d+) bytes in (\d+) msecs", since=mark, timeout=5)
     assert int(m.group(1)) < 20_000_000
     assert int(m.group(2)) < 5000, f"closed only when the client read again: {m.group(0)}"
     sock.close()
+
+
+def _plain_app():
+    """tests/apps/plain_app.py as a module, for the bytes its endpoints serve."""
+    import importlib.util
+
+    from support.server import APPS
+
+    spec = importlib.util.spec_from_file_location("plain_app_copy", APPS / "plain_app.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+BIG_FILE = 20_000_000
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize(
+    "app, targets, offsets",
+    [
+        ("plain", [f"/file?size={BIG_FILE}", f"/file?size={BIG_FILE}&offset=12345"], (0, 12345)),
+        ("flask", [f"/send-file?size={BIG_FILE}"] * 2, (0, 0)),
+    ],
+)
+def test_slow_downloads_of_a_large_file_wrapper_file_do_not_hold_the_only_python_thread(
+    server_factory, venv_test, app, targets, offsets
+):
+    """DESIGN §2.2 and §2.3: a wsgi.file_wrapper file (Flask's send_file) is
+    handed to the I/O side, which sends it with sendfile as the socket
+    drains; the only Python thread serves others meanwhile, the downloads
+    arrive intact from the file's offset, and each is logged with its bytes
+    once it ends."""
+    import hashlib
+    import re
+
+    from support.rawhttp import parse_response
+    from support.server import APPS
+
+    if app == "flask":
+        args = [
+            "--wsgi-file", str(APPS / "flask_app.py"), "--callable", "app",
+            "--virtualenv", str(venv_test), "--processes", "1", "--threads", "1",
+        ]
+    else:
+        args = plain_args("--processes", "1", "--threads", "1")
+    s = server_factory(args)
+    mark = s.mark()
+    result = [None, None]
+    downloads = [
+        threading.Thread(target=_slow_download, args=(s.port, target, result, i))
+        for i, target in enumerate(targets)
+    ]
+    for t in downloads:
+        t.start()
+    time.sleep(1.0)
+    assert all(t.is_alive() for t in downloads), "the downloads must still be running"
+    for _ in range(3):
+        took = timed_get(s.port, "/pid")
+        assert took < 0.5, f"/pid took {took:.2f} s while two slow clients download files"
+        time.sleep(0.2)
+    for t in downloads:
+        t.join(60)
+    content = _plain_app().sized_file_bytes(BIG_FILE)
+    for raw, offset in zip(result, offsets):
+        assert isinstance(raw, bytes), raw
+        resp, _ = parse_response(raw, eof=True)
+        assert resp.status == 200
+        assert resp.header("Content-Length") == str(BIG_FILE - offset)
+        assert len(resp.body) == BIG_FILE - offset
+        assert hashlib.sha256(resp.body).hexdigest() == hashlib.sha256(content[offset:]).hexdigest()
+    for target, offset in zip(targets, offsets):
+        s.wait_log(
+            rf"GET {re.escape(target)} => generated {BIG_FILE - offset} bytes .*\(HTTP/1\.1 200\)",
+            since=mark,
+            timeout=5,
+        )
+    if app == "flask":
+        log = s.log_since(mark)
+        assert log.count(f"GET {targets[0]} => generated {BIG_FILE} bytes") == 2, log
+
+
+@pytest.mark.timeout(60)
+def test_keep_alive_goes_on_after_a_large_file_wrapper_file(server_factory):
+    """A request pipelined behind a file the event loop is still sending is
+    served after it, in order; HEAD of the file sends no body; the
+    connection stays usable. The worker's only thread is free meanwhile."""
+    import hashlib
+
+    s = server_factory(plain_args("--processes", "1", "--threads", "1"))
+    content = _plain_app().sized_file_bytes(BIG_FILE)
+    with Conn(s.port, timeout=30) as conn:
+        conn.send(
+            request_bytes("GET", f"/file?size={BIG_FILE}")
+            + request_bytes("GET", "/pid")
+            + request_bytes("HEAD", f"/file?size={BIG_FILE}")
+            + request_bytes("GET", "/hello")
+        )
+        time.sleep(1.0)  # read nothing: the file's send is parked
+        took = timed_get(s.port, "/pid")
+        assert took < 0.5, f"/pid took {took:.2f} s while a client is not reading its file"
+        first = conn.read_response()
+        assert first.status == 200 and first.header("Content-Length") == str(BIG_FILE)
+        assert hashlib.sha256(first.body).hexdigest() == hashlib.sha256(content).hexdigest()
+        pid = conn.read_response()
+        assert pid.status == 200 and pid.body.strip().isdigit()
+        head = conn.read_response("HEAD")
+        assert head.status == 200 and head.body == b""
+        hello = conn.read_response()
+        assert hello.status == 200 and hello.body == b"Hello, World!"
+        # Not pipelined: the connection is still open and served.
+        conn.send(request_bytes("GET", "/file?offset=5"))
+        small = conn.read_response()
+        assert small.body == _plain_app().file_bytes()[5:]

@@ -719,9 +719,10 @@ impl Conn {
             outcome,
         };
         if shared.log_requests && !self.out.tail.is_empty() && !record.outcome.client_gone {
-            // A large body the event loop finishes sending: log it once we
-            // know how much of it the client took. The request head stays
-            // in `rbuf` until then (nothing is read while writing).
+            // A large body or a `wsgi.file_wrapper` file the event loop
+            // finishes sending: log it once we know how much of it the
+            // client took. The request head stays in `rbuf` until then
+            // (nothing is read while writing).
             let head_len = record.outcome.headers_bytes.min(self.out.buf.len());
             let response_head = if self.out.buf.starts_with(b"HTTP/") {
                 self.out.buf[..head_len].to_vec()

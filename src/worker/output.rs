@@ -14,10 +14,15 @@
 //! producing while more than [`FLUSH_THRESHOLD`] bytes are pending waits for
 //! the socket before its next chunk, with the GIL released and bounded by
 //! the send timeout: that bounds what a streaming response holds.
+//!
+//! A `wsgi.file_wrapper` body is a [`Segment::File`] in the same tail: a
+//! descriptor of our own (a dup of the app's, so the app may close its file
+//! at once) and the range to send, which the event loop sends with
+//! sendfile(2) as the socket drains, never the app thread.
 
 use std::collections::VecDeque;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use crate::wsgi::held::HeldBytes;
@@ -43,19 +48,40 @@ pub enum Segment {
     Held(HeldBytes),
     /// Bytes we framed ourselves (chunk headers, small pieces) between them.
     Copied(Vec<u8>),
+    /// Part of a file, sent with sendfile(2).
+    File(FileRange),
+}
+
+/// `len` bytes of a file from `offset`, through a descriptor the tail owns
+/// (closing it is all dropping takes: no GIL). Sending advances `offset`;
+/// the descriptor's own file offset is never used or moved.
+pub struct FileRange {
+    fd: OwnedFd,
+    offset: u64,
+    len: u64,
 }
 
 impl Segment {
-    fn bytes(&self) -> &[u8] {
+    /// The bytes of a memory segment; `None` for a file.
+    fn bytes(&self) -> Option<&[u8]> {
         match self {
-            Segment::Held(h) => h.as_slice(),
-            Segment::Copied(v) => v,
+            Segment::Held(h) => Some(h.as_slice()),
+            Segment::Copied(v) => Some(v),
+            Segment::File(_) => None,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Segment::File(f) => f.len as usize,
+            _ => self.bytes().map_or(0, <[u8]>::len),
         }
     }
 }
 
 /// The segments after the buffer, in wire order; `sent` bytes of the first
-/// one are already out.
+/// one are already out. `sent` only ever counts into a memory segment: a
+/// file segment advances its own offset instead.
 #[derive(Default)]
 pub struct Tail {
     segments: VecDeque<Segment>,
@@ -69,7 +95,7 @@ impl Tail {
 
     /// Bytes still to send.
     pub fn len(&self) -> usize {
-        self.segments.iter().map(|s| s.bytes().len()).sum::<usize>() - self.sent
+        self.segments.iter().map(Segment::len).sum::<usize>() - self.sent
     }
 
     pub fn clear(&mut self) {
@@ -80,6 +106,14 @@ impl Tail {
     pub fn hold(&mut self, bytes: HeldBytes) {
         if !bytes.as_slice().is_empty() {
             self.segments.push_back(Segment::Held(bytes));
+        }
+    }
+
+    /// Appends `len` bytes of the file `fd` from `offset`.
+    pub fn hold_file(&mut self, fd: OwnedFd, offset: u64, len: u64) {
+        if len > 0 {
+            self.segments
+                .push_back(Segment::File(FileRange { fd, offset, len }));
         }
     }
 
@@ -104,9 +138,10 @@ impl Tail {
             return;
         }
         if other.sent > 0 {
+            // `sent > 0`: the first segment is in memory (see `Tail`).
             if let Some(first) = other.segments.pop_front() {
-                self.copy_buf()
-                    .extend_from_slice(&first.bytes()[other.sent..]);
+                let rest = first.bytes().map_or(&[][..], |b| &b[other.sent..]);
+                self.copy_buf().extend_from_slice(rest);
             }
             other.sent = 0;
         }
@@ -116,10 +151,20 @@ impl Tail {
     /// Drops `n` sent bytes from the front.
     fn consume(&mut self, mut n: usize) {
         while n > 0 {
-            let Some(front) = self.segments.front() else {
+            let Some(front) = self.segments.front_mut() else {
                 return;
             };
-            let left = front.bytes().len() - self.sent;
+            if let Segment::File(file) = front {
+                let took = (n as u64).min(file.len);
+                file.offset += took;
+                file.len -= took;
+                n -= took as usize;
+                if file.len == 0 {
+                    self.segments.pop_front();
+                }
+                continue;
+            }
+            let left = front.len() - self.sent;
             if n < left {
                 self.sent += n;
                 return;
@@ -155,7 +200,8 @@ pub fn append_pending(dst: (&mut Vec<u8>, &mut Tail), src: (&mut Vec<u8>, &mut T
 }
 
 /// Sends `buf` then `tail` without waiting: one `sendmsg` per batch of
-/// segments. Ok(true) when everything went.
+/// memory segments, sendfile(2) for a file segment. Ok(true) when
+/// everything went.
 pub fn send_vectored(
     fd: RawFd,
     buf: &mut Vec<u8>,
@@ -175,15 +221,17 @@ pub fn send_vectored(
             };
             n_iov = 1;
         }
+        // The batch ends at the first file segment.
+        let mut file_follows = false;
         for (i, seg) in tail.segments.iter().enumerate() {
             if n_iov == MAX_IOV {
                 break;
             }
-            let bytes = if i == 0 {
-                &seg.bytes()[tail.sent..]
-            } else {
-                seg.bytes()
+            let Some(bytes) = seg.bytes() else {
+                file_follows = true;
+                break;
             };
+            let bytes = if i == 0 { &bytes[tail.sent..] } else { bytes };
             if bytes.is_empty() {
                 continue;
             }
@@ -194,16 +242,29 @@ pub fn send_vectored(
             n_iov += 1;
         }
         if n_iov == 0 {
-            tail.clear();
-            return Ok(true);
+            // Only empty memory segments (if any) before a file, or nothing.
+            while tail.segments.front().is_some_and(|s| s.bytes().is_some()) {
+                tail.segments.pop_front();
+                tail.sent = 0;
+            }
+            if !send_file_front(fd, tail)? {
+                return Ok(false);
+            }
+            if tail.segments.is_empty() {
+                tail.clear();
+                return Ok(true);
+            }
+            continue;
         }
         // SAFETY: a zeroed msghdr is valid; we set only the iovec fields.
         let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
         msg.msg_iov = iov.as_mut_ptr();
         msg.msg_iovlen = n_iov as _;
+        // MSG_MORE before a file: the head leaves with its first bytes.
+        let more = if file_follows { libc::MSG_MORE } else { 0 };
         // SAFETY: every iovec points into memory alive for the call (buf,
         // and segments we own); fd is a socket we own.
-        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL | flags) };
+        let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL | flags | more) };
         if n < 0 {
             let e = io::Error::last_os_error();
             match e.kind() {
@@ -218,6 +279,37 @@ pub fn send_vectored(
         n -= from_buf;
         tail.consume(n);
     }
+}
+
+/// Sends the file segment at the front of `tail`, if there is one, until it
+/// is done (Ok(true)) or the socket is full (Ok(false)). A file that ends
+/// before its announced length is an error: the response cannot be
+/// completed, and what follows it must not be read as its body.
+fn send_file_front(fd: RawFd, tail: &mut Tail) -> io::Result<bool> {
+    while let Some(Segment::File(file)) = tail.segments.front() {
+        let mut off = file.offset as libc::off_t;
+        let chunk = file.len.min(1 << 30) as usize;
+        // SAFETY: both descriptors are open (the tail owns the file's); off
+        // is a valid pointer.
+        let n = unsafe { libc::sendfile(fd, file.fd.as_raw_fd(), &mut off, chunk) };
+        if n > 0 {
+            tail.consume(n as usize);
+            continue;
+        }
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file is shorter than the response announced",
+            ));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(false),
+            _ => return Err(e),
+        }
+    }
+    Ok(true)
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -348,52 +440,13 @@ impl Output {
     /// Writes the whole buffer, waiting for the socket up to the send timeout.
     /// Call it without the GIL.
     pub fn flush_blocking(&mut self) -> Result<(), SendError> {
-        self.flush_blocking_with_flags(0)
-    }
-
-    fn flush_blocking_with_flags(&mut self, flags: libc::c_int) -> Result<(), SendError> {
         let deadline = Instant::now() + self.send_timeout;
         loop {
-            match self.write_with_flags(flags)? {
+            match self.write_with_flags(0)? {
                 WriteStatus::Done => return Ok(()),
                 WriteStatus::WouldBlock => wait_writable(self.fd, deadline)?,
             }
         }
-    }
-
-    /// Sends `len` bytes of `file_fd` from `offset` with sendfile(2), after
-    /// flushing the buffer. Does not move the file's own offset. Call it
-    /// without the GIL.
-    pub fn sendfile_blocking(
-        &mut self,
-        file_fd: RawFd,
-        offset: u64,
-        len: u64,
-    ) -> Result<u64, SendError> {
-        // MSG_MORE: the head leaves with the first bytes of the file.
-        self.flush_blocking_with_flags(if len > 0 { libc::MSG_MORE } else { 0 })?;
-        let deadline = Instant::now() + self.send_timeout;
-        let mut off = offset as libc::off_t;
-        let mut left = len;
-        while left > 0 {
-            let chunk = left.min(1 << 30) as usize;
-            // SAFETY: both descriptors are open; off is a valid pointer.
-            let n = unsafe { libc::sendfile(self.fd, file_fd, &mut off, chunk) };
-            if n > 0 {
-                left -= n as u64;
-                continue;
-            }
-            if n == 0 {
-                break; // the file is shorter than announced
-            }
-            let e = io::Error::last_os_error();
-            if would_block(&e) {
-                wait_writable(self.fd, deadline)?;
-            } else if e.kind() != io::ErrorKind::Interrupted {
-                return Err(SendError::Closed(e));
-            }
-        }
-        Ok(len - left)
     }
 }
 
@@ -458,6 +511,56 @@ mod tests {
         assert!(got == want, "bytes out of order or lost");
     }
 
+    /// A temp file holding `data`, and a descriptor of it.
+    fn file_of(data: &[u8]) -> OwnedFd {
+        use std::io::Write;
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(data).unwrap();
+        OwnedFd::from(f)
+    }
+
+    #[test]
+    fn a_file_range_goes_out_between_memory_segments_across_partial_sends() {
+        let (a, mut b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let content: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let mut buf = b"head|".to_vec();
+        let mut tail = tail_of(&[b"chunk|"]);
+        tail.hold_file(file_of(&content), 10, content.len() as u64 - 20);
+        tail.copy_buf().extend_from_slice(b"|end");
+        let total = 5 + 6 + content.len() - 20 + 4;
+        assert_eq!(buf.len() + tail.len(), total);
+        let mut got = Vec::new();
+        let mut chunk = vec![0; 64 * 1024];
+        loop {
+            let done = send_vectored(a.as_raw_fd(), &mut buf, &mut tail, 0).unwrap();
+            assert!(buf.len() + tail.len() + got.len() <= total);
+            if done {
+                break;
+            }
+            let n = b.read(&mut chunk).unwrap();
+            got.extend_from_slice(&chunk[..n]);
+        }
+        assert!(tail.is_empty());
+        drop(a);
+        b.read_to_end(&mut got).unwrap();
+        let mut want = b"head|chunk|".to_vec();
+        want.extend_from_slice(&content[10..content.len() - 10]);
+        want.extend_from_slice(b"|end");
+        assert!(got == want, "bytes out of order or lost");
+    }
+
+    #[test]
+    fn a_file_shorter_than_its_range_is_an_error_not_a_short_body() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        let mut buf = Vec::new();
+        let mut tail = Tail::default();
+        tail.hold_file(file_of(b"0123456789"), 0, 20);
+        let err = send_vectored(a.as_raw_fd(), &mut buf, &mut tail, 0).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+    }
+
     #[test]
     fn appending_keeps_wire_order_behind_a_partly_sent_tail() {
         let mut buf = Vec::new();
@@ -469,13 +572,13 @@ mod tests {
         let mut dst = Vec::new();
         let mut dst_tail = Tail::default();
         append_pending((&mut dst, &mut dst_tail), (&mut buf, &mut tail));
-        let flat: Vec<u8> =
-            dst.iter()
-                .copied()
-                .chain(dst_tail.segments.iter().enumerate().flat_map(|(i, s)| {
-                    s.bytes()[if i == 0 { dst_tail.sent } else { 0 }..].to_vec()
-                }))
-                .collect();
+        let flat: Vec<u8> = dst
+            .iter()
+            .copied()
+            .chain(dst_tail.segments.iter().enumerate().flat_map(|(i, s)| {
+                s.bytes().unwrap()[if i == 0 { dst_tail.sent } else { 0 }..].to_vec()
+            }))
+            .collect();
         assert_eq!(flat, b"cdefxyz!");
     }
 

@@ -487,9 +487,10 @@ impl<'o> Exchange<'o> {
         }
     }
 
-    /// Records `sent` file bytes that went out after [`Self::begin_file_body`].
-    pub fn end_file_body(&mut self, sent: u64) {
-        self.body_bytes += sent;
+    /// Records the `len` file bytes queued after [`Self::begin_file_body`]
+    /// (what the client did not take is subtracted when the send ends).
+    pub fn end_file_body(&mut self, len: u64) {
+        self.body_bytes += len;
         if self.framing == Framing::Chunked {
             self.out.append_buf().extend_from_slice(b"\r\n");
         }

@@ -8,7 +8,7 @@ import hashlib
 import os
 import time
 
-from flask import Flask, Response, jsonify, redirect, request, url_for
+from flask import Flask, Response, jsonify, redirect, request, send_file, url_for
 
 app = Flask(__name__)
 
@@ -74,6 +74,14 @@ def stream():
 @app.get("/blob")
 def blob():
     return b"x" * int(request.args.get("n", "1048576"))
+
+
+@app.get("/send-file")
+def send_a_file():
+    """send_file of plain_app's /file?size=N file (wsgi.file_wrapper underneath)."""
+    import plain_app
+
+    return send_file(plain_app.file_path(int(request.args.get("size", plain_app.FILE_SIZE))))
 
 
 @app.get("/json")

@@ -22,6 +22,7 @@ Endpoints (PATH_INFO):
   /close?mode=ok|error|disconnect&key=K   iterable whose close() is counted
   /state?key=K           JSON of the counters for key K
   /file?offset=N         wsgi.file_wrapper over file_bytes(), seeked to N
+  /file?size=S&offset=N  the same over sized_file_bytes(S), a file of S bytes
   /sleep?ms=N            sleeps, returns the pid; logs "sleep-start" to wsgi.errors
   /big?n=N&chunk=C       N bytes of b"x" in chunks of C (streamed slowly if delay=)
   /errors                writes a marker line to wsgi.errors
@@ -31,6 +32,7 @@ Endpoints (PATH_INFO):
 import hashlib
 import json
 import os
+import random
 import sys
 import tempfile
 import threading
@@ -49,22 +51,29 @@ def file_bytes():
     return bytes((i * 7 + i // 256) % 256 for i in range(FILE_SIZE))
 
 
-# One file shared by every worker and run: its content is deterministic, and
-# it is written atomically, so concurrent writers are harmless.
-_FILE_PATH = os.path.join(tempfile.gettempdir(), f"capataz-test-file-{FILE_SIZE}.bin")
+def sized_file_bytes(size):
+    """The content served by /file?size=N (pseudo-random, so a byte sent from
+    the wrong offset shows); tests compute the same bytes."""
+    if size == FILE_SIZE:
+        return file_bytes()
+    return random.Random(size).randbytes(size)
 
 
-def _file_path():
+# One file per size shared by every worker and run: its content is
+# deterministic, and it is written atomically, so concurrent writers are
+# harmless.
+def file_path(size=FILE_SIZE):
+    path = os.path.join(tempfile.gettempdir(), f"capataz-test-file-{size}.bin")
     try:
-        if os.path.getsize(_FILE_PATH) == FILE_SIZE:
-            return _FILE_PATH
+        if os.path.getsize(path) == size:
+            return path
     except OSError:
         pass
-    tmp = f"{_FILE_PATH}.{os.getpid()}.{threading.get_ident()}.tmp"
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
     with open(tmp, "wb") as f:
-        f.write(file_bytes())
-    os.replace(tmp, _FILE_PATH)
-    return _FILE_PATH
+        f.write(sized_file_bytes(size))
+    os.replace(tmp, path)
+    return path
 
 
 def _state(key):
@@ -368,7 +377,7 @@ def application(environ, start_response):
 
     if path == "/file":
         offset = int(q.get("offset", "0"))
-        f = open(_file_path(), "rb")
+        f = open(file_path(int(q.get("size", FILE_SIZE))), "rb")
         f.seek(offset)
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return environ["wsgi.file_wrapper"](f, 8192)
