@@ -169,6 +169,39 @@ def _slow_download(port, target, result, i, rate=4_000_000):
     result[i] = bytes(got)
 
 
+def _one_thread_args(app, venv_test):
+    """One worker with one Python thread, serving the plain or the Flask app."""
+    from support.server import APPS
+
+    if app == "flask":
+        return [
+            "--wsgi-file", str(APPS / "flask_app.py"), "--callable", "app",
+            "--virtualenv", str(venv_test), "--processes", "1", "--threads", "1",
+        ]
+    return plain_args("--processes", "1", "--threads", "1")
+
+
+def _serve_during_slow_downloads(s, targets):
+    """Starts a slow download of each target, checks that /pid answers in
+    under 0.5 s meanwhile (three times), and returns what each download got."""
+    result = [None] * len(targets)
+    downloads = [
+        threading.Thread(target=_slow_download, args=(s.port, target, result, i))
+        for i, target in enumerate(targets)
+    ]
+    for t in downloads:
+        t.start()
+    time.sleep(1.0)
+    assert all(t.is_alive() for t in downloads), "the downloads must still be running"
+    for _ in range(3):
+        took = timed_get(s.port, "/pid")
+        assert took < 0.5, f"/pid took {took:.2f} s while {len(targets)} slow clients download"
+        time.sleep(0.2)
+    for t in downloads:
+        t.join(60)
+    return result
+
+
 def _check_download(raw, n, chunked):
     from support.rawhttp import parse_response
 
@@ -198,28 +231,8 @@ def test_slow_downloads_of_a_large_body_do_not_hold_the_only_python_thread(
     b"x" * N`, a list, a generator's last chunk) is handed to the I/O side,
     which finishes sending it as the socket drains; the only Python thread
     serves others meanwhile, and the downloads arrive intact."""
-    from support.server import APPS
-
-    if app == "flask":
-        args = [
-            "--wsgi-file", str(APPS / "flask_app.py"), "--callable", "app",
-            "--virtualenv", str(venv_test), "--processes", "1", "--threads", "1",
-        ]
-    else:
-        args = plain_args("--processes", "1", "--threads", "1")
-    s = server_factory(args)
-    result = [None, None]
-    downloads = [threading.Thread(target=_slow_download, args=(s.port, target, result, i)) for i in range(2)]
-    for t in downloads:
-        t.start()
-    time.sleep(1.0)
-    assert all(t.is_alive() for t in downloads), "the downloads must still be running"
-    for _ in range(3):
-        took = timed_get(s.port, "/pid")
-        assert took < 0.5, f"/pid took {took:.2f} s while two slow clients download"
-        time.sleep(0.2)
-    for t in downloads:
-        t.join(60)
+    s = server_factory(_one_thread_args(app, venv_test))
+    result = _serve_during_slow_downloads(s, [target, target])
     n = int(target.split("n=")[1].split("&")[0])
     for raw in result:
         _check_download(raw, n, chunked)
@@ -324,32 +337,10 @@ def test_slow_downloads_of_a_large_file_wrapper_file_do_not_hold_the_only_python
     import re
 
     from support.rawhttp import parse_response
-    from support.server import APPS
 
-    if app == "flask":
-        args = [
-            "--wsgi-file", str(APPS / "flask_app.py"), "--callable", "app",
-            "--virtualenv", str(venv_test), "--processes", "1", "--threads", "1",
-        ]
-    else:
-        args = plain_args("--processes", "1", "--threads", "1")
-    s = server_factory(args)
+    s = server_factory(_one_thread_args(app, venv_test))
     mark = s.mark()
-    result = [None, None]
-    downloads = [
-        threading.Thread(target=_slow_download, args=(s.port, target, result, i))
-        for i, target in enumerate(targets)
-    ]
-    for t in downloads:
-        t.start()
-    time.sleep(1.0)
-    assert all(t.is_alive() for t in downloads), "the downloads must still be running"
-    for _ in range(3):
-        took = timed_get(s.port, "/pid")
-        assert took < 0.5, f"/pid took {took:.2f} s while two slow clients download files"
-        time.sleep(0.2)
-    for t in downloads:
-        t.join(60)
+    result = _serve_during_slow_downloads(s, targets)
     content = _plain_app().sized_file_bytes(BIG_FILE)
     for raw, offset in zip(result, offsets):
         assert isinstance(raw, bytes), raw

@@ -481,6 +481,29 @@ mod tests {
         t
     }
 
+    /// Sends `buf` and `tail` through the non-blocking `a`, reading `b`
+    /// whenever the socket is full, until everything went; returns what was
+    /// read. Nothing is lost or duplicated on the way (`total` bytes).
+    fn send_all_reading(
+        a: &UnixStream,
+        b: &mut UnixStream,
+        buf: &mut Vec<u8>,
+        tail: &mut Tail,
+        total: usize,
+    ) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut chunk = vec![0; 64 * 1024];
+        loop {
+            let done = send_vectored(a.as_raw_fd(), buf, tail, 0).unwrap();
+            assert!(buf.len() + tail.len() + got.len() <= total);
+            if done {
+                return got;
+            }
+            let n = b.read(&mut chunk).unwrap();
+            got.extend_from_slice(&chunk[..n]);
+        }
+    }
+
     #[test]
     fn a_tail_goes_out_after_the_buffer_in_order_across_partial_sends() {
         let (a, mut b) = UnixStream::pair().unwrap();
@@ -490,17 +513,7 @@ mod tests {
         let mut tail = tail_of(&[&big, b"|mid|", &big, b"|end"]);
         let total = 5 + big.len() * 2 + 5 + 4;
         assert_eq!(tail.len(), total - 5);
-        let mut got = Vec::new();
-        let mut chunk = vec![0; 64 * 1024];
-        loop {
-            let done = send_vectored(a.as_raw_fd(), &mut buf, &mut tail, 0).unwrap();
-            assert!(buf.len() + tail.len() + got.len() <= total);
-            if done {
-                break;
-            }
-            let n = b.read(&mut chunk).unwrap();
-            got.extend_from_slice(&chunk[..n]);
-        }
+        let mut got = send_all_reading(&a, &mut b, &mut buf, &mut tail, total);
         drop(a);
         b.read_to_end(&mut got).unwrap();
         let mut want = b"head|".to_vec();
@@ -530,17 +543,7 @@ mod tests {
         tail.copy_buf().extend_from_slice(b"|end");
         let total = 5 + 6 + content.len() - 20 + 4;
         assert_eq!(buf.len() + tail.len(), total);
-        let mut got = Vec::new();
-        let mut chunk = vec![0; 64 * 1024];
-        loop {
-            let done = send_vectored(a.as_raw_fd(), &mut buf, &mut tail, 0).unwrap();
-            assert!(buf.len() + tail.len() + got.len() <= total);
-            if done {
-                break;
-            }
-            let n = b.read(&mut chunk).unwrap();
-            got.extend_from_slice(&chunk[..n]);
-        }
+        let mut got = send_all_reading(&a, &mut b, &mut buf, &mut tail, total);
         assert!(tail.is_empty());
         drop(a);
         b.read_to_end(&mut got).unwrap();
