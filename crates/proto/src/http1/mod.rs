@@ -251,34 +251,24 @@ impl ParseError {
 
 /// Byte classes shared by the parsers and the encoders.
 pub(crate) mod bytes {
-    /// RFC 9110 §5.6.2 tchar.
-    pub(crate) static TCHAR: [bool; 256] = {
+    /// A byte class: ASCII letters and digits, and the bytes of `extra`.
+    pub(crate) const fn alnum_and(extra: &[u8]) -> [bool; 256] {
         let mut t = [false; 256];
         let mut i = 0;
         while i < 256 {
-            let b = i as u8;
-            t[i] = b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'!' | b'#'
-                        | b'$'
-                        | b'%'
-                        | b'&'
-                        | b'\''
-                        | b'*'
-                        | b'+'
-                        | b'-'
-                        | b'.'
-                        | b'^'
-                        | b'_'
-                        | b'`'
-                        | b'|'
-                        | b'~'
-                );
+            t[i] = (i as u8).is_ascii_alphanumeric();
             i += 1;
         }
+        let mut j = 0;
+        while j < extra.len() {
+            t[extra[j] as usize] = true;
+            j += 1;
+        }
         t
-    };
+    }
+
+    /// RFC 9110 §5.6.2 tchar.
+    pub(crate) static TCHAR: [bool; 256] = alnum_and(b"!#$%&'*+-.^_`|~");
 
     /// RFC 9110 §5.5 field-vchar plus SP and HTAB: everything but CTLs (HTAB allowed)
     /// and DEL.

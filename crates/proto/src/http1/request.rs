@@ -402,33 +402,7 @@ fn check_authority(scheme: &[u8], authority: &[u8]) -> Result<(), ParseError> {
 
 /// RFC 3986 §2.3 unreserved and §2.2 sub-delims: the bytes of a reg-name other than
 /// `%` (checked with its two hex digits), and of an IP-literal other than `:`.
-static HOST_BYTE: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            );
-        i += 1;
-    }
-    t
-};
+static HOST_BYTE: [bool; 256] = super::bytes::alnum_and(b"-._~!$&'()*+,;=");
 
 /// RFC 9110 §7.2: `Host = uri-host [ ":" port ]`, with RFC 3986's `uri-host =
 /// IP-literal / IPv4address / reg-name` and `port = *DIGIT`. An empty value is valid
